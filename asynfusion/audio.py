@@ -1,0 +1,162 @@
+"""Speech in: load any common file to 16 kHz mono, check it, and compute frame-aligned features.
+
+Features are one row per motion frame (30 fps), so audio and motion share the `(batch, frames,
+features)` layout. The default features are cheap and need no weights: log-mel (40 bands) plus
+log-energy, onset strength, energy change and zero-crossing rate, the cues lips and beat gestures
+follow. A Wav2Vec2 / HuBERT encoder from a local directory is the optional alternative.
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .motion import FPS
+
+SAMPLE_RATE = 16_000
+MAX_SECONDS = float(os.environ.get("ASYNFUSION_MAX_SECONDS", 60))  # the default cap; --max-seconds overrides
+MIN_SECONDS = 0.25
+NUM_MELS = 40
+MEL_HOP = 160  # 100 feature frames a second, interpolated onto the 30 fps motion grid
+MEL_FEATURE_DIM = NUM_MELS + 4
+
+
+def num_motion_frames(num_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
+    """Output frame count for an audio length: round(duration x 30)."""
+    return int(round(num_samples / sample_rate * FPS))
+
+
+# ----------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------
+def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    """Formats libsndfile cannot read (m4a/aac, video containers): the ffmpeg that imageio-ffmpeg ships."""
+    import imageio_ffmpeg
+
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path),
+               "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"]
+    result = subprocess.run(command, capture_output=True, timeout=120)
+    if result.returncode != 0 or not result.stdout:
+        message = result.stderr.decode(errors="replace").strip().splitlines()
+        raise InputError(f"cannot decode audio from {path.name}: {message[-1] if message else 'no audio stream'}")
+    return np.frombuffer(result.stdout, np.float32).copy(), SAMPLE_RATE
+
+
+def load_audio(path: str | os.PathLike, max_seconds: float | None = None) -> np.ndarray:
+    """Read any common audio file -> float32 mono at 16 kHz, validated.
+
+    Raises InputError (one line) for a missing, empty, undecodable, silent-and-empty,
+    too-short or too-long file; max_seconds=None means the configured cap.
+    """
+    import soundfile
+
+    path = Path(path)
+    max_seconds = MAX_SECONDS if max_seconds is None else max_seconds
+    if not path.exists():
+        raise InputError(f"audio file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"expected an audio file, got a directory: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(f"audio file is empty: {path.name}")
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        samples = samples.mean(axis=1)
+    except Exception:  # not a libsndfile format (m4a, mp4, ...) or not audio at all
+        if shutil.which("ffmpeg") is None:
+            try:
+                import imageio_ffmpeg  # noqa: F401
+            except ImportError:
+                raise InputError(f"unsupported audio format: {path.name}") from None
+        samples, rate = _decode_with_ffmpeg(path)
+    if len(samples) == 0:
+        raise InputError(f"audio file has no samples: {path.name}")
+    duration = len(samples) / rate
+    if duration > max_seconds + 1e-6:
+        raise InputError(f"audio is {duration:.1f} s, longer than the {max_seconds:g} s cap "
+                         f"(raise it with --max-seconds or ASYNFUSION_MAX_SECONDS, or trim the file)")
+    if duration < MIN_SECONDS:
+        raise InputError(f"audio is {duration:.2f} s; at least {MIN_SECONDS} s of speech is needed")
+    if not np.all(np.isfinite(samples)):
+        raise InputError(f"audio contains NaN or infinite samples: {path.name}")
+    if rate != SAMPLE_RATE:
+        import librosa
+
+        samples = librosa.resample(samples, orig_sr=rate, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+    return np.clip(samples - samples.mean(), -1.0, 1.0).astype(np.float32)  # DC offset out, clipping bounded
+
+
+# ----------------------------------------------------------------------------
+# Features
+# ----------------------------------------------------------------------------
+def _to_motion_frames(features: np.ndarray, feature_rate: float, num_frames: int) -> np.ndarray:
+    """Linear interpolation of (F, D) features at `feature_rate` onto the 30 fps frame times."""
+    source = np.arange(len(features)) / feature_rate
+    target = np.arange(num_frames) / FPS
+    return np.stack([np.interp(target, source, column) for column in features.T], axis=1).astype(np.float32)
+
+
+def mel_features(samples: np.ndarray, num_frames: int | None = None) -> np.ndarray:
+    """(num_samples,) 16 kHz -> (num_frames, 44): log-mel, log-energy, onset, energy delta, ZCR."""
+    import librosa
+
+    num_frames = num_motion_frames(len(samples)) if num_frames is None else num_frames
+    samples = np.pad(samples, (0, max(0, 400 - len(samples))))
+    mel = librosa.feature.melspectrogram(y=samples, sr=SAMPLE_RATE, n_fft=512, win_length=400,
+                                         hop_length=MEL_HOP, n_mels=NUM_MELS, fmin=60, fmax=7600)
+    log_mel = np.log(mel + 1e-6)                                                     # (40, F)
+    rms = librosa.feature.rms(y=samples, frame_length=400, hop_length=MEL_HOP)[0]
+    log_energy = np.log(rms + 1e-5)
+    onset = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=SAMPLE_RATE, hop_length=MEL_HOP)
+    zcr = librosa.feature.zero_crossing_rate(samples, frame_length=400, hop_length=MEL_HOP)[0]
+    length = min(log_mel.shape[1], len(rms), len(onset), len(zcr))
+    log_energy = log_energy[:length]
+    energy_delta = np.diff(log_energy, prepend=log_energy[:1])
+    stacked = np.concatenate([log_mel[:, :length], log_energy[None], onset[None, :length],
+                              energy_delta[None], zcr[None, :length]], axis=0).T      # (F, 44)
+    return _to_motion_frames(stacked, SAMPLE_RATE / MEL_HOP, num_frames)
+
+
+class SpeechEncoder:
+    """Optional Wav2Vec2 / HuBERT features from a local directory (never a hub download)."""
+
+    def __init__(self, model_dir: str | os.PathLike):
+        from transformers import AutoConfig, AutoModel
+
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise InputError(f"no speech encoder at {model_dir} (expected a transformers model directory)")
+        self.config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+        self.model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
+        self.dim = self.config.hidden_size
+
+    def __call__(self, samples: np.ndarray, num_frames: int | None = None) -> np.ndarray:
+        import torch
+
+        num_frames = num_motion_frames(len(samples)) if num_frames is None else num_frames
+        normalized = (samples - samples.mean()) / (samples.std() + 1e-7)
+        with torch.inference_mode():
+            hidden = self.model(torch.from_numpy(normalized)[None]).last_hidden_state[0].numpy()  # (F, H), 50 fps
+        return _to_motion_frames(hidden, len(hidden) / (len(samples) / SAMPLE_RATE), num_frames)
+
+
+def audio_features(samples: np.ndarray, num_frames: int | None = None, encoder: str = "mel") -> np.ndarray:
+    """Frame-aligned features by name: "mel" (default) or a local Wav2Vec2/HuBERT directory path."""
+    if encoder == "mel":
+        return mel_features(samples, num_frames)
+    return _speech_encoder(encoder)(samples, num_frames)
+
+
+_ENCODERS: dict[str, SpeechEncoder] = {}
+
+
+def _speech_encoder(model_dir: str) -> SpeechEncoder:
+    if model_dir not in _ENCODERS:
+        _ENCODERS[model_dir] = SpeechEncoder(model_dir)
+    return _ENCODERS[model_dir]
+
+
+def audio_feature_dim(encoder: str = "mel") -> int:
+    return MEL_FEATURE_DIM if encoder == "mel" else _speech_encoder(encoder).dim

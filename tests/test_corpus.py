@@ -1,0 +1,175 @@
+"""The built-in corpus: layout, held-out split, and motion that follows the speech (and the mood)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile
+
+from asynfusion.audio import SAMPLE_RATE, audio_features, load_audio, num_motion_frames
+from asynfusion.corpus.animate import JAW_MAX, REST_ELBOW_FLEX, REST_SHOULDER_Z, animate
+from asynfusion.errors import InputError
+from asynfusion.motion import ARKIT_BLENDSHAPES, GESTURE_JOINTS, JAW, JOINT, load_motion
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+def _joints(motion):
+    return motion.poses.reshape(len(motion.poses), 55, 3)
+
+
+def _arm_excursion(motion) -> float:
+    """Mean distance of shoulders and elbows from the relaxed rest pose (rad)."""
+    joints = _joints(motion)
+    rest = {"left_shoulder": (0, 0, -REST_SHOULDER_Z), "right_shoulder": (0, 0, REST_SHOULDER_Z),
+            "left_elbow": (0, -REST_ELBOW_FLEX, 0), "right_elbow": (0, REST_ELBOW_FLEX, 0)}
+    return float(np.mean([np.linalg.norm(joints[:, JOINT[name]] - value, axis=-1).mean()
+                          for name, value in rest.items()]))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    from asynfusion.corpus.make import make_corpus
+
+    return make_corpus(tmp_path_factory.mktemp("corpus"), num_clips=4, seed=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def speech_with_a_long_pause():
+    """Two spoken sentences around 2 s of silence."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    from asynfusion.corpus.speech import Voice, assemble, synthesize
+
+    voice = Voice("en-US", "m3")
+    phrases = [synthesize(text, voice, 170, 50, 100) for text in
+               ("Honestly, I think that growing vegetables is a great idea!",
+                "Believe me, we still need twelve more tickets before lunch.")]
+    return assemble(phrases, [2.0], lead=0.3, tail=1.5)
+
+
+@needs_espeak
+def test_layout_is_beat2(corpus):
+    lines = (corpus / "train_test_split.csv").read_text().splitlines()
+    assert lines[0] == "id,type" and len(lines) == 5
+    manifest = json.loads((corpus / "corpus.json").read_text())
+    assert manifest["expression_space"] == "arkit" and len(manifest["clips"]) == 4
+    for line in lines[1:]:
+        clip_id, split = line.split(",")
+        assert split in ("train", "val", "test") and clip_id.split("_")[0].isdigit()
+        motion = load_motion(corpus / "smplxflame_30" / f"{clip_id}.npz")
+        info = soundfile.info(corpus / "wave16k" / f"{clip_id}.wav")
+        assert (info.samplerate, info.channels, info.subtype) == (SAMPLE_RATE, 1, "PCM_16")
+        assert motion.num_frames == num_motion_frames(info.frames)
+        assert motion.poses.shape == (motion.num_frames, 165) and motion.expressions.shape == (motion.num_frames, 100)
+        assert motion.expression_space == "arkit"
+        assert 3.0 < info.duration < 13.0
+
+
+@needs_espeak
+def test_val_and_test_hold_out_sentences_and_voices(corpus):
+    clips = json.loads((corpus / "corpus.json").read_text())["clips"]
+    by_split = {split: [c for c in clips if c["split"] == split] for split in ("train", "val", "test")}
+    assert all(by_split.values())
+    for held_out in ("val", "test"):
+        for key in ("voice", "speaker"):
+            assert not {c[key] for c in by_split["train"]} & {c[key] for c in by_split[held_out]}
+        train_sentences = {s for c in by_split["train"] for s in c["sentence_ids"]}
+        assert not train_sentences & {s for c in by_split[held_out] for s in c["sentence_ids"]}
+
+
+@needs_espeak
+def test_jaw_follows_loudness(corpus):
+    """The jaw against the model's own log-energy feature, clip by clip (speech with noise added)."""
+    for path in sorted((corpus / "smplxflame_30").glob("*.npz")):
+        motion = load_motion(path)
+        samples = load_audio(corpus / "wave16k" / f"{path.stem}.wav")
+        log_energy = audio_features(samples, motion.num_frames)[:, 40]
+        jaw = _joints(motion)[:, JAW]
+        assert np.corrcoef(jaw[:, 0], log_energy)[0, 1] > 0.5
+        assert 0.0 <= jaw[:, 0].min() and jaw[:, 0].max() <= JAW_MAX + 1e-6
+        assert np.abs(jaw[:, 1:]).max() < 1e-6  # opens about x only
+
+
+@needs_espeak
+def test_arms_rest_in_a_long_pause(speech_with_a_long_pause):
+    samples = speech_with_a_long_pause
+    silent = np.abs(samples) < 1e-4
+    speech = np.flatnonzero(~silent)
+    first_end = speech[np.argmax(np.diff(speech))] / SAMPLE_RATE  # start of the longest silent gap
+    for seed in range(3):
+        joints = _joints(animate(samples, seed=seed, mood=1.0))
+        middle = slice(round((first_end + 0.6) * 30), round((first_end + 1.4) * 30))
+        assert np.allclose(joints[middle, JOINT["left_shoulder"], 2], -REST_SHOULDER_Z, atol=0.15)
+        assert np.allclose(joints[middle, JOINT["right_shoulder"], 2], REST_SHOULDER_Z, atol=0.15)
+        assert np.abs(joints[middle, JOINT["left_elbow"], 1] + REST_ELBOW_FLEX).max() < 0.2
+
+
+@needs_espeak
+def test_mood_moves_gestures_and_face(speech_with_a_long_pause):
+    calm = [animate(speech_with_a_long_pause, seed=seed, mood=0.0) for seed in range(4)]
+    excited = [animate(speech_with_a_long_pause, seed=seed, mood=1.0) for seed in range(4)]
+    assert np.mean([_arm_excursion(m) for m in excited]) > 2 * np.mean([_arm_excursion(m) for m in calm])
+    smile = ARKIT_BLENDSHAPES.index("mouthSmileLeft")
+    assert np.mean([m.expressions[:, smile].mean() for m in excited]) > 0.3
+    assert np.mean([m.expressions[:, smile].mean() for m in calm]) < 0.05
+
+
+@needs_espeak
+def test_motion_is_smooth(speech_with_a_long_pause):
+    motion = animate(speech_with_a_long_pause, seed=0, mood=1.0)
+    assert np.abs(np.diff(motion.poses, axis=0)).max() < 0.3  # rad per frame; a pop would be far more
+    assert np.abs(np.diff(motion.expressions, axis=0)).max() < 0.7  # blinks close in ~80 ms
+
+
+def test_animate_any_audio_is_a_baseline():
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 1.5 * t) > 0)).astype(np.float32)
+    for samples in (tone, 0.1 * rng.standard_normal(len(t)).astype(np.float32), np.zeros(len(t), np.float32)):
+        motion = animate(samples, seed=3)
+        assert motion.poses.shape == (90, 165) and motion.expressions.shape == (90, 100)
+        assert np.isfinite(motion.poses).all() and np.isfinite(motion.expressions).all()
+        assert motion.metadata["sampler"] == "rule-based" and motion.expression_space == "arkit"
+        joints = _joints(motion)
+        moving = set(GESTURE_JOINTS) | {JAW}
+        assert np.abs(joints[:, [j for j in range(55) if j not in moving]]).max() == 0.0
+        assert motion.expressions[:, ARKIT_BLENDSHAPES.index("jawOpen")].max() == 0.0
+        assert np.abs(motion.expressions[:, len(ARKIT_BLENDSHAPES):]).max() == 0.0
+    assert _joints(animate(np.zeros(len(t), np.float32), seed=3))[:, JAW, 0].max() == 0.0  # silence: mouth shut
+
+
+def test_animate_is_deterministic_for_a_seed():
+    samples = (0.1 * np.random.default_rng(1).standard_normal(2 * SAMPLE_RATE)).astype(np.float32)
+    first, again, other = animate(samples, seed=5), animate(samples, seed=5), animate(samples, seed=6)
+    assert np.array_equal(first.poses, again.poses) and np.array_equal(first.expressions, again.expressions)
+    assert not np.array_equal(first.poses, other.poses)
+
+
+def test_animate_rejects_too_short_audio():
+    with pytest.raises(InputError):
+        animate(np.zeros(1000, np.float32))
+
+
+@needs_espeak
+def test_corpus_plan_and_speech_are_deterministic():
+    from asynfusion.corpus.make import plan_corpus, render_clip
+
+    first, again = plan_corpus(30, seed=7), plan_corpus(30, seed=7)
+    assert first == again and plan_corpus(30, seed=8) != first
+    clean, noisy, record = render_clip(first[0])
+    clean_again, noisy_again, _ = render_clip(again[0])
+    assert np.array_equal(clean, clean_again) and np.array_equal(noisy, noisy_again)
+    assert 4.0 <= record["seconds"] <= 12.0
+
+
+def test_missing_espeak_is_a_clear_error(monkeypatch, tmp_path):
+    from asynfusion.corpus import speech
+    from asynfusion.corpus.make import make_corpus
+
+    monkeypatch.setattr(speech.shutil, "which", lambda name: None)
+    with pytest.raises(InputError, match="espeak-ng"):
+        make_corpus(tmp_path, num_clips=4, progress=False)

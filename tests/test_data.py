@@ -1,0 +1,92 @@
+"""The BEAT2 loader on a tiny BEAT2-shaped folder built here: split, windows, speakers, cache, missing files."""
+
+import numpy as np
+import pytest
+import soundfile
+
+from asynfusion.audio import SAMPLE_RATE, audio_feature_dim
+from asynfusion.data import build_windows, expression_space, load_clips, load_windows, read_split
+from asynfusion.motion import GESTURE_DIM, Motion, save_motion
+
+# id -> (frames, split); BEAT2 ids put the speaker number first.
+CLIPS = {"2_scott_0_1_1": (150, "train"), "4_lawrence_0_2_2": (100, "train"), "2_scott_0_3_3": (90, "test")}
+
+
+def _smooth_poses(rng, frames):
+    steps = rng.normal(0, 0.01, (frames, 165))
+    return np.cumsum(steps, axis=0)
+
+
+@pytest.fixture
+def beat2(tmp_path):
+    rng = np.random.default_rng(0)
+    for clip_id, (frames, _) in CLIPS.items():
+        motion = Motion(_smooth_poses(rng, frames), rng.normal(0, 0.3, (frames, 100)))
+        save_motion(tmp_path / "smplxflame_30" / f"{clip_id}.npz", motion)
+        samples = 0.1 * rng.standard_normal(round(frames / 30 * SAMPLE_RATE)).astype(np.float32)
+        (tmp_path / "wave16k").mkdir(exist_ok=True)
+        soundfile.write(tmp_path / "wave16k" / f"{clip_id}.wav", samples, SAMPLE_RATE, subtype="PCM_16")
+    rows = [f"{clip_id},{split},extra" for clip_id, (_, split) in CLIPS.items()] + ["9_nobody_0_9_9,additional,x"]
+    (tmp_path / "train_test_split.csv").write_text("id,type,note\n" + "\n".join(rows) + "\n")
+    return tmp_path
+
+
+def test_read_split_keeps_every_type(beat2):
+    split = read_split(beat2)
+    assert split["train"] == ["2_scott_0_1_1", "4_lawrence_0_2_2"]
+    assert split["test"] == ["2_scott_0_3_3"]
+    assert split["additional"] == ["9_nobody_0_9_9"]
+    assert expression_space(beat2) == "flame"
+
+
+def test_load_clips_reads_speaker_motion_and_audio(beat2):
+    clips = load_clips(beat2, "train")
+    assert [c.speaker for c in clips] == [2, 4]
+    assert clips[0].motion.num_frames == 150 and clips[0].motion.expression_space == "flame"
+    assert abs(len(clips[0].samples) - 5 * SAMPLE_RATE) < 2
+
+
+def test_windows_counts_and_shapes(beat2):
+    windows = build_windows(load_clips(beat2, "train"), window=64, stride=20, expression_coeffs=50)
+    # 150 frames -> starts 0,20,40,60,80 (5); 100 frames -> 0,20 (2)
+    assert len(windows) == 7
+    assert windows.expression.shape == (7, 64, 56)
+    assert windows.gesture.shape == (7, 64, GESTURE_DIM)
+    assert windows.audio.shape == (7, 64, audio_feature_dim())
+    assert windows.expression.dtype == windows.gesture.dtype == windows.audio.dtype == np.float32
+    assert windows.speaker.tolist() == [2] * 5 + [4] * 2 and windows.speaker.dtype == np.int64
+    assert windows.clip.tolist() == [0] * 5 + [1] * 2
+    assert list(windows.clip_ids) == ["2_scott_0_1_1", "4_lawrence_0_2_2"]
+
+
+def test_windows_follow_the_motion(beat2):
+    """Window k of a clip is frames [20k, 20k+64) of that clip's features, not a shuffled copy."""
+    clip = load_clips(beat2, "train")[0]
+    windows = build_windows([clip], window=64, stride=20, expression_coeffs=10)
+    assert np.allclose(windows.expression[1, :44], windows.expression[0, 20:])
+    assert np.allclose(windows.gesture[2, :24], windows.gesture[1, 20:44])
+    assert np.allclose(windows.audio[1, :44], windows.audio[0, 20:])
+
+
+def test_cache_round_trip(beat2, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    first = load_windows(beat2, "train", window=64, stride=20, expression_coeffs=20, cache_dir=cache)
+    files = list(cache.glob("windows-train-*.npz"))
+    assert len(files) == 1
+    again = load_windows(beat2, "train", window=64, stride=20, expression_coeffs=20, cache_dir=cache)
+    for name in ("expression", "gesture", "audio", "speaker", "clip", "clip_ids"):
+        assert np.array_equal(getattr(first, name), getattr(again, name))
+    load_windows(beat2, "train", window=32, stride=20, expression_coeffs=20, cache_dir=cache)
+    assert len(list(cache.glob("windows-train-*.npz"))) == 2  # other arguments, other file
+
+
+def test_default_cache_lives_under_root(beat2):
+    load_windows(beat2, "test", window=64, stride=20, expression_coeffs=20)
+    assert len(list((beat2 / ".cache").glob("windows-test-*.npz"))) == 1
+
+
+def test_missing_wav_is_skipped_with_a_warning(beat2):
+    (beat2 / "wave16k" / "4_lawrence_0_2_2.wav").unlink()
+    with pytest.warns(UserWarning, match="1 of 2 'train' clips"):
+        clips = load_clips(beat2, "train")
+    assert [c.id for c in clips] == ["2_scott_0_1_1"]
