@@ -11,6 +11,7 @@ in a third, so the two cores stay busy.
 
 import ctypes
 import ctypes.util
+import itertools
 import math
 import os
 import queue
@@ -30,18 +31,16 @@ from .motion import JOINT, Motion
 TILT_DEGREES = 8.0        # the camera looks slightly down, so the floor shows behind the body
 VIEW_BOTTOM, VIEW_TOP = 0.30, 1.08  # the framed band, as fractions of the body's height: hands to above the head
 INSET_FRACTION = 0.40     # face close-up card: this fraction of the tile's side
-INSET_HEAD_SPAN = 0.16    # ... showing this much of the body's height (the head and a bit of neck)
 BACKGROUND = (0.93, 0.93, 0.92)
 FLOOR_COLOR = (0.78, 0.77, 0.75)
 CARD_COLOR, CARD_BORDER = (0.86, 0.89, 0.92), (0.45, 0.48, 0.52)
 SKIN = (214, 172, 150)
-# Clothes painted by skinning weights (the dominant joint), so any SMPL-X-format body gets a shirt
-# with short sleeves, trousers and shoes instead of a bare mesh.
-OUTFIT = {
-    (92, 110, 138): ("spine1", "spine2", "spine3", "left_collar", "right_collar", "left_shoulder", "right_shoulder"),
-    (58, 60, 68): ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee"),
-    (40, 36, 34): ("left_ankle", "right_ankle", "left_foot", "right_foot"),
-}
+SCLERA, IRIS, PUPIL = (240, 238, 232), (70, 48, 32), (12, 10, 10)
+# Clothes: straight cuts through the rest (T-pose) mesh placed from its joints, so any SMPL-X-format
+# body gets a short-sleeved shirt, trousers and shoes instead of a bare mesh. Each vertex carries its
+# signed distances to the cuts (texture-coordinate slots); the fragment shader picks the cloth, so
+# the seams are straight lines rather than the vertex staircase per-vertex colours would give.
+SHIRT, TROUSERS, SHOES = (0.36, 0.43, 0.54), (0.23, 0.24, 0.27), (0.16, 0.14, 0.13)
 QUEUE_DEPTH = 8
 ENCODER = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p"]
 
@@ -52,6 +51,12 @@ layout(location = 0) in vec3 position;
 #ifdef NORMAL_LOC
 layout(location = NORMAL_LOC) in vec3 normal;
 #endif
+#ifdef TEXCOORD_0_LOC
+layout(location = TEXCOORD_0_LOC) in vec2 texcoord_0;
+#endif
+#ifdef TEXCOORD_1_LOC
+layout(location = TEXCOORD_1_LOC) in vec2 texcoord_1;
+#endif
 #ifdef COLOR_0_LOC
 layout(location = COLOR_0_LOC) in vec4 color_0;
 #endif
@@ -61,7 +66,18 @@ uniform mat4 V;
 uniform mat4 P;
 out vec3 frag_normal;
 out vec4 frag_color;
+out vec4 cuts;
+flat out vec3 clip;
 void main() {
+    cuts = vec4(-1.0, 1.0, 1.0, 1.0);  // no cloth
+    clip = vec3(0.0);
+#ifdef TEXCOORD_1_LOC
+    cuts = vec4(texcoord_0, texcoord_1);  // a body: its outfit cuts
+#else
+#ifdef TEXCOORD_0_LOC
+    clip = vec3(texcoord_0, 1.0);  // a close-up head: the lower-left pixel of its card
+#endif
+#endif
     gl_Position = P * V * M * inst_m * vec4(position, 1.0);
 #ifdef NORMAL_LOC
     frag_normal = mat3(M * inst_m) * normal;
@@ -76,24 +92,34 @@ void main() {
 }
 """
 FRAGMENT_SHADER = """#version 330 core
-struct Material { vec4 base_color_factor; };
+struct Material { vec4 base_color_factor; vec3 emissive_factor; };
 uniform Material material;
 in vec3 frag_normal;
 in vec4 frag_color;
+in vec4 cuts;  // signed distances: below the neckline, above the waist, inside the sleeves, above the shoes
+flat in vec3 clip;
 out vec4 color;
 void main() {
+    if (clip.z > 0.5 && (any(lessThan(gl_FragCoord.xy, clip.xy)) ||
+                         any(greaterThan(gl_FragCoord.xy, clip.xy + vec2(CARD_PIXELS))))) discard;
     vec3 n = normalize(frag_normal);
     if (!gl_FrontFacing) n = -n;
     vec3 albedo = frag_color.rgb * material.base_color_factor.rgb;
+    if (cuts.w < 0.0) albedo = vec3(SHOES_RGB);
+    else if (cuts.y < 0.0) albedo = vec3(TROUSERS_RGB);
+    else if (cuts.x > 0.0 && cuts.z > 0.0) albedo = vec3(SHIRT_RGB);
     float hemisphere = mix(0.42, 0.62, 0.5 + 0.5 * n.y);
     float key = max(dot(n, normalize(vec3(-0.45, 0.65, 0.75))), 0.0) * 0.55;
     float fill = max(dot(n, normalize(vec3(0.6, 0.2, 0.7))), 0.0) * 0.22;
     float rim = pow(max(dot(n, normalize(vec3(0.0, 0.3, -1.0))), 0.0), 2.0) * 0.18;
     vec3 half_vector = normalize(normalize(vec3(-0.45, 0.65, 0.75)) + vec3(0.0, 0.0, 1.0));
     float specular = pow(max(dot(n, half_vector), 0.0), 24.0) * 0.06;
-    color = vec4(albedo * (hemisphere + key + fill + rim) + specular, 1.0);
+    vec3 lit = albedo * (hemisphere + key + fill + rim) + specular;
+    color = vec4(material.emissive_factor.r > 0.5 ? albedo : lit, 1.0);  // emissive marks flat props
 }
 """
+for _name, _rgb in (("SHIRT_RGB", SHIRT), ("TROUSERS_RGB", TROUSERS), ("SHOES_RGB", SHOES)):
+    FRAGMENT_SHADER = FRAGMENT_SHADER.replace(_name, ", ".join(f"{c:.3f}" for c in _rgb))
 
 
 # ----------------------------------------------------------------------------
@@ -147,10 +173,9 @@ class _Avatar:
     """One motion on one body in its tile, and the GPU buffers its frames are written into."""
 
     center_x: float
-    faces: np.ndarray         # (F, 3) int64
     head_ids: np.ndarray      # vertices copied into the face close-up
     anchor_ids: np.ndarray    # vertices rigid with the skull: the close-up follows their mean
-    body_buffer: np.ndarray   # (V, 10) interleaved position, normal, RGBA as pyrender lays them out
+    body_buffer: np.ndarray   # (V, 14) position, normal, outfit cuts, RGBA: pyrender's interleaved layout
     head_buffer: np.ndarray
     body_primitive: object = None
     head_primitive: object = None
@@ -158,41 +183,51 @@ class _Avatar:
     inset_scale: float = 1.0
 
 
-def _vertex_normals(vertices, faces):
-    """(B, V, 3) area-weighted vertex normals (torch)."""
-    import torch
-
-    corners = vertices[:, faces]                                                  # (B, F, 3, 3)
-    face_normals = torch.linalg.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0])
-    normals = torch.zeros_like(vertices)
-    for k in range(3):
-        normals.index_add_(1, faces[:, k], face_normals)
-    return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
 def _head_selection(body) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Head-and-neck vertices for the close-up, those rigid with the skull, and the rest-pose cut and top heights."""
+    """Vertices copied into the close-up (head and neck), those rigid with the skull, and the rest-pose
+    chin and crown heights."""
     weights = body.lbs_weights.detach().numpy()
     template = body.v_template.detach().numpy()
     joints = body.J_regressor.detach().numpy() @ template
-    near_head = weights[:, [JOINT[n] for n in ("neck", "head", "jaw", "left_eye", "right_eye")]].sum(1) > 0.5
-    neck_y, head_y = joints[JOINT["neck"], 1], joints[JOINT["head"], 1]
-    cut = neck_y + 0.25 * (head_y - neck_y)
-    head_ids = np.where(near_head & (template[:, 1] > cut))[0]
+    head = weights[:, [JOINT[n] for n in ("head", "jaw", "left_eye", "right_eye")]].sum(1) > 0.5
+    chin, crown = (template[head, 1].min(), template[head, 1].max()) if head.any() else (0.0, 0.0)
+    # The neck down to past the card's lower edge (the chin sits at 12% of the card, see _add_avatar),
+    # narrower than the shoulders; the shader clips whatever sticks out of the card.
+    half_width = 0.5 * abs(joints[JOINT["left_shoulder"], 0] - joints[JOINT["right_shoulder"], 0]) / 2
+    neck = ((template[:, 1] > chin - 0.3 * (crown - chin))
+            & (np.abs(template[:, 0] - joints[JOINT["neck"], 0]) < half_width))
+    head_ids = np.where(head | neck)[0]
     anchor_ids = np.where(weights[:, JOINT["head"]] > 0.99)[0]
-    if len(head_ids) < 3 or len(anchor_ids) == 0:  # a body without a usable head: no close-up
+    if head.sum() < 3 or len(anchor_ids) == 0:  # a body without a usable head: no close-up
         return np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0, 0.0
-    return head_ids, anchor_ids, float(cut), float(template[head_ids, 1].max())
+    return head_ids, anchor_ids, float(chin), float(crown)
 
 
-def _body_colors(body) -> np.ndarray:
-    """(V, 3) uint8: the body's own colours (eyes, tongue) or skin, dressed in OUTFIT."""
-    num_vertices = body.get_num_verts()
-    colors = body.vertex_colors.copy() if body.vertex_colors is not None else np.tile(SKIN, (num_vertices, 1))
+def _vertex_colors(body) -> np.ndarray:
+    """(V, 3) uint8: the body's own colours (the stand-in's tongue) or skin, with eyes looking forward."""
+    template = body.v_template.detach().numpy()
+    colors = body.vertex_colors.copy() if body.vertex_colors is not None else np.tile(SKIN, (len(template), 1))
     dominant = body.lbs_weights.detach().numpy().argmax(1)
-    for color, joints in OUTFIT.items():
-        colors[np.isin(dominant, [JOINT[j] for j in joints])] = color
+    eye_centres = body.J_regressor.detach().numpy() @ template
+    for eye in (JOINT["left_eye"], JOINT["right_eye"]):
+        ids = np.where(dominant == eye)[0]
+        direction = template[ids] - eye_centres[eye]
+        forward = direction[:, 2] / np.maximum(np.linalg.norm(direction, axis=1), 1e-9)  # cosine to +z
+        colors[ids] = np.where(forward[:, None] > 0.97, PUPIL, np.where(forward[:, None] > 0.86, IRIS, SCLERA))
     return colors.astype(np.uint8)
+
+
+def _outfit_cuts(body) -> np.ndarray:
+    """(V, 4) signed distances (metres) of the rest mesh to the outfit's cuts, in the shader's order."""
+    template = body.v_template.detach().numpy()
+    j = {name: (body.J_regressor.detach().numpy() @ template)[JOINT[name]]
+         for name in ("pelvis", "spine1", "neck", "left_shoulder", "left_elbow", "left_knee", "left_ankle")}
+    sleeve = j["left_shoulder"][0] + 0.45 * (j["left_elbow"][0] - j["left_shoulder"][0])
+    waist = j["pelvis"][1] + 0.5 * (j["spine1"][1] - j["pelvis"][1])
+    neckline = j["neck"][1] - 0.25 * (j["neck"][1] - j["left_shoulder"][1])
+    shoe_top = j["left_ankle"][1] + 0.1 * (j["left_knee"][1] - j["left_ankle"][1])
+    x, y = np.abs(template[:, 0] - j["pelvis"][0]), template[:, 1]
+    return np.stack([neckline - y, y - waist, sleeve - x, y - shoe_top], 1).astype(np.float32)
 
 
 def _submesh_faces(faces: np.ndarray, kept: np.ndarray, num_vertices: int) -> np.ndarray:
@@ -203,33 +238,37 @@ def _submesh_faces(faces: np.ndarray, kept: np.ndarray, num_vertices: int) -> np
     return new_index[faces[inside]]
 
 
-def _primitive(positions, faces, colors):
-    """A pyrender primitive with per-vertex colours; its buffer is rewritten every frame."""
+def _primitive(positions, faces, colors, extra):
+    """A pyrender primitive whose buffer is rewritten every frame: per-vertex colours, plus the body's
+    (V, 4) outfit cuts or a close-up head's (V, 2) card origin in the texture-coordinate slots."""
     import pyrender
 
     material = pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), doubleSided=True)
     return pyrender.Primitive(positions=positions, normals=np.tile([0.0, 0.0, 1.0], (len(positions), 1)),
+                              texcoord_0=extra[:, :2], texcoord_1=extra[:, 2:4] if extra.shape[1] == 4 else None,
                               color_0=colors, indices=faces, material=material)
 
 
-def _quad(corners: np.ndarray, color) -> object:
-    """A flat two-triangle mesh (floor, close-up card)."""
+def _quad(corners: np.ndarray, color, unlit: bool = False) -> object:
+    """A two-triangle mesh (floor, close-up card); `unlit` ones show exactly `color`."""
     import pyrender
 
     normal = np.cross(corners[1] - corners[0], corners[2] - corners[0])
     primitive = pyrender.Primitive(
         positions=corners, normals=np.tile(normal / np.linalg.norm(normal), (4, 1)),
         indices=np.array([[0, 1, 2], [0, 2, 3]]),
-        material=pyrender.MetallicRoughnessMaterial(baseColorFactor=(*color, 1.0), doubleSided=True))
+        material=pyrender.MetallicRoughnessMaterial(baseColorFactor=(*color, 1.0), doubleSided=True,
+                                                    emissiveFactor=(1.0, 1.0, 1.0) if unlit else (0.0, 0.0, 0.0)))
     return pyrender.Mesh([primitive])
 
 
 class _Stage:
     """pyrender scene + offscreen renderer for N avatars side by side, reused for every frame."""
 
-    def __init__(self, bodies: list, size: int):
+    def __init__(self, bodies: list, size: int, multisample: bool = False):
         choose_gl_platform()
         import pyrender
+        import pyrender.renderer
         from pyrender.shader_program import ShaderProgramCache
 
         self.size, self.count = size, len(bodies)
@@ -249,18 +288,29 @@ class _Stage:
         self.scene.add(pyrender.OrthographicCamera(xmag=self.tile * self.count / 2, ymag=self.tile / 2,
                                                    znear=0.5, zfar=30.0), pose=camera_pose)
         half = self.tile * self.count / 2 + 2
-        self.scene.add(_quad(np.array([[-half, 0, 2.0], [half, 0, 2.0], [half, 0, -8.0], [-half, 0, -8.0]]),
+        self.scene.add(_quad(np.array([[-half, 0, 2.0], [half, 0, 2.0], [half, 0, -6.0], [-half, 0, -6.0]]),
                              FLOOR_COLOR))
         self.avatars = [self._add_avatar(body, (i - (self.count - 1) / 2) * self.tile) for i, body in enumerate(bodies)]
 
         self.renderer = pyrender.OffscreenRenderer(size * self.count, size)
         self.renderer._renderer._program_cache = ShaderProgramCache(shader_dir=self._write_shaders())
-        self.renderer.render(self.scene)  # uploads every mesh once; afterwards only vertex data changes
+        # The first render creates the framebuffers and uploads every mesh; afterwards only vertex data
+        # changes. pyrender always asks for 4x MSAA, which costs llvmpipe 2.4x the frame time (49 vs
+        # 119 fps at 512 px): videos render without it, stills with it.
+        allocate = pyrender.renderer.glRenderbufferStorageMultisample
+        if not multisample:
+            pyrender.renderer.glRenderbufferStorageMultisample = (
+                lambda target, samples, fmt, width, height: allocate(target, 0, fmt, width, height))
+        try:
+            self.renderer.render(self.scene)
+        finally:
+            pyrender.renderer.glRenderbufferStorageMultisample = allocate
         self.renderer._renderer._read_main_framebuffer = self._read_color
 
     def _write_shaders(self) -> str:
         self._shader_dir = tempfile.TemporaryDirectory(prefix="asynfusion-shaders-")
-        for name, text in (("mesh.vert", VERTEX_SHADER), ("mesh.frag", FRAGMENT_SHADER)):
+        fragment_shader = FRAGMENT_SHADER.replace("CARD_PIXELS", f"{INSET_FRACTION * self.size:.2f}")
+        for name, text in (("mesh.vert", VERTEX_SHADER), ("mesh.frag", fragment_shader)):
             Path(self._shader_dir.name, name).write_text(text)
         return self._shader_dir.name
 
@@ -278,32 +328,37 @@ class _Stage:
 
         template = body.v_template.detach().numpy().astype(np.float32)
         faces = np.asarray(body.faces, np.int64)
-        colors = _body_colors(body)
+        colors = _vertex_colors(body)
         rgba = np.concatenate([colors / 255.0, np.ones((len(template), 1))], 1).astype(np.float32)
-        body_primitive = _primitive(template, faces, rgba)
+        cuts = _outfit_cuts(body)
+        body_primitive = _primitive(template, faces, rgba, cuts)
         self.scene.add(pyrender.Mesh([body_primitive]))
-        head_ids, anchor_ids, cut, top = _head_selection(body)
-        avatar = _Avatar(center_x, faces, head_ids, anchor_ids,
-                         np.concatenate([template, np.zeros_like(template), rgba], 1), None, body_primitive)
+        head_ids, anchor_ids, chin, crown = _head_selection(body)
+        avatar = _Avatar(center_x, head_ids, anchor_ids,
+                         np.concatenate([template, np.zeros_like(template), cuts, rgba], 1), None, body_primitive)
         if len(head_ids):
-            # The close-up: a card in the tile's top-right corner between the camera and the body, the
-            # head copy in front of it, and a frame in front of both that hides the cut neck.
+            # The close-up: a card in the tile's top-right corner between the camera and the body, and a
+            # scaled copy of the head in front of it, clipped to the card by the fragment shader.
             card = INSET_FRACTION * self.tile
             margin, border = 0.025 * self.tile, 0.012 * self.tile
             u, v = center_x + self.tile / 2 - margin - card / 2, self.tile / 2 - margin - card / 2
-            avatar.inset_scale = 0.9 * card / (top - cut)
+            avatar.inset_scale = 0.84 * card / (crown - chin)  # chin at 12% of the card, crown at 96%
             anchor_y = template[anchor_ids, 1].mean()
-            avatar.inset_center = self._camera_point(u, v - card / 2 + (anchor_y - cut) * avatar.inset_scale, 2.0)
+            avatar.inset_center = self._camera_point(
+                u, v - 0.38 * card + (anchor_y - chin) * avatar.inset_scale, 2.0)
             self.scene.add(_quad(self._camera_rect(u - card / 2, v - card / 2, u + card / 2, v + card / 2, 2.6),
-                                 CARD_COLOR))
-            outer, inner = card / 2 + border, card / 2
-            for left, bottom, right, top_edge in ((-outer, -outer, outer, -inner), (-outer, inner, outer, outer),
-                                                  (-outer, -inner, -inner, inner), (inner, -inner, outer, inner)):
-                self.scene.add(_quad(self._camera_rect(u + left, v + bottom, u + right, v + top_edge, 1.2),
-                                     CARD_BORDER))
+                                 CARD_COLOR, unlit=True))
+            self.scene.add(_quad(self._camera_rect(u - card / 2 - border, v - card / 2 - border,
+                                                   u + card / 2 + border, v + card / 2 + border, 2.7),
+                                 CARD_BORDER, unlit=True))
+            pixels_per_metre = self.size / self.tile
+            card_origin = np.array([(u - card / 2) * pixels_per_metre + self.size * self.count / 2,
+                                    (v - card / 2) * pixels_per_metre + self.size / 2], np.float32)
             head_faces = _submesh_faces(faces, head_ids, len(template))
-            avatar.head_primitive = _primitive(template[head_ids], head_faces, rgba[head_ids])
-            avatar.head_buffer = np.ascontiguousarray(avatar.body_buffer[head_ids])
+            origins = np.tile(card_origin, (len(head_ids), 1))
+            avatar.head_primitive = _primitive(template[head_ids], head_faces, rgba[head_ids], origins)
+            avatar.head_buffer = np.concatenate([template[head_ids], np.zeros_like(template[head_ids]), origins,
+                                                 rgba[head_ids]], 1)
             self.scene.add(pyrender.Mesh([avatar.head_primitive]))
         return avatar
 
@@ -388,24 +443,17 @@ def _compose(frame: np.ndarray, overlays, size: int, count: int) -> np.ndarray:
 # ----------------------------------------------------------------------------
 def _produce(stage: _Stage, bodies, motions, num_frames: int, out: queue.Queue, stop: threading.Event) -> None:
     """Skin every motion, compute normals, fill per-frame buffers; holds the last pose past the motion's end."""
-    import torch
-
     from .body import iter_body_vertices
 
     try:
         generators = [iter_body_vertices(body, motion) for body, motion in zip(bodies, motions, strict=True)]
-        faces = [torch.as_tensor(a.faces) for a in stage.avatars]
         last = [None] * len(motions)
         frame = 0
         while frame < num_frames and not stop.is_set():
             batch = []
             for i, generator in enumerate(generators):
-                vertices = next(generator, None)
-                if vertices is None:  # motion ended before the audio: hold the last pose
-                    vertices = last[i][-1:]
-                with torch.inference_mode():
-                    normals = _vertex_normals(torch.as_tensor(vertices), faces[i]).numpy()
-                last[i] = vertices
+                vertices, normals = next(generator, last[i])  # a motion shorter than the audio holds its pose
+                last[i] = (vertices[-1:], normals[-1:])
                 batch.append((vertices, normals))
             length = max(len(v) for v, _ in batch)
             for k in range(min(length, num_frames - frame)):
@@ -480,8 +528,9 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
     stop = threading.Event()
     producer = threading.Thread(target=_produce, args=(stage, bodies, motions, num_frames, frames_queue, stop),
                                 daemon=True)
+    encoder_log = tempfile.TemporaryFile()  # a file, not a pipe: ffmpeg can never block on a full stderr
     encoder = subprocess.Popen(_ffmpeg_command(size * len(motions), size, fps, audio_path, temp_path),
-                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdin=subprocess.PIPE, stderr=encoder_log)
     pixels_queue: queue.Queue = queue.Queue(QUEUE_DEPTH)
     writer = threading.Thread(target=_write_frames, args=(encoder, pixels_queue), daemon=True)
     bar = None
@@ -504,9 +553,10 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
                 bar.update()
         pixels_queue.put(None)
         writer.join()
-        _, error = encoder.communicate()
-        if encoder.returncode != 0:
-            raise InputError(f"ffmpeg failed: {error.decode(errors='replace').strip().splitlines()[-1:]}")
+        if encoder.wait() != 0:
+            encoder_log.seek(0)
+            lines = encoder_log.read().decode(errors="replace").strip().splitlines() or ["no message"]
+            raise InputError(f"ffmpeg could not write the video: {lines[-1]}")
         os.replace(temp_path, out_path)
     except BaseException:
         stop.set()
@@ -523,6 +573,7 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
                 producer.join(0.05)
         if bar is not None:
             bar.close()
+        encoder_log.close()
         stage.close()
     wall = time.perf_counter() - started
     return {"frames": num_frames, "seconds": num_frames / fps, "fps": fps,
@@ -545,22 +596,18 @@ def _write_frames(encoder: subprocess.Popen, pixels: queue.Queue) -> None:
 def render_still(motion: Motion, frame: int, out_png, body_path=None, size: int = 512,
                  label: str | None = None) -> Path:
     """One frame of `motion` as a PNG (README pictures, quick checks)."""
-    import torch
     from PIL import Image
 
-    from .body import body_vertices, load_body
+    from .body import iter_body_vertices, load_body
 
     if not 0 <= frame < motion.num_frames:
         raise InputError(f"frame {frame} is outside the motion's {motion.num_frames} frames")
     body = load_body(body_path)
-    stage = _Stage([body], size)
+    stage = _Stage([body], size, multisample=True)
     try:
-        vertices = body_vertices(body, motion)[frame]
-        with torch.inference_mode():
-            normals = _vertex_normals(torch.as_tensor(vertices[None]),
-                                      torch.as_tensor(stage.avatars[0].faces))[0].numpy()
+        vertices, normals = next(itertools.islice(iter_body_vertices(body, motion, batch_frames=1), frame, None))
         avatar = stage.avatars[0]
-        stage.place(avatar, vertices, normals)
+        stage.place(avatar, vertices[0], normals[0])
         image = _compose(stage.render([(avatar.body_buffer, avatar.head_buffer)]),
                          _label_overlays([label or ""], size), size, 1)
     finally:

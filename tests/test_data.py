@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-import soundfile
+from conftest import build_beat2_folder
 
 from asynfusion.audio import SAMPLE_RATE, audio_feature_dim
 from asynfusion.data import build_windows, expression_space, load_clips, load_windows, read_split
@@ -12,22 +12,9 @@ from asynfusion.motion import GESTURE_DIM, Motion, save_motion
 CLIPS = {"2_scott_0_1_1": (150, "train"), "4_lawrence_0_2_2": (100, "train"), "2_scott_0_3_3": (90, "test")}
 
 
-def _smooth_poses(rng, frames):
-    steps = rng.normal(0, 0.01, (frames, 165))
-    return np.cumsum(steps, axis=0)
-
-
 @pytest.fixture
 def beat2(tmp_path):
-    rng = np.random.default_rng(0)
-    for clip_id, (frames, _) in CLIPS.items():
-        motion = Motion(_smooth_poses(rng, frames), rng.normal(0, 0.3, (frames, 100)))
-        save_motion(tmp_path / "smplxflame_30" / f"{clip_id}.npz", motion)
-        samples = 0.1 * rng.standard_normal(round(frames / 30 * SAMPLE_RATE)).astype(np.float32)
-        (tmp_path / "wave16k").mkdir(exist_ok=True)
-        soundfile.write(tmp_path / "wave16k" / f"{clip_id}.wav", samples, SAMPLE_RATE, subtype="PCM_16")
-    rows = [f"{clip_id},{split},extra" for clip_id, (_, split) in CLIPS.items()] + ["9_nobody_0_9_9,additional,x"]
-    (tmp_path / "train_test_split.csv").write_text("id,type,note\n" + "\n".join(rows) + "\n")
+    build_beat2_folder(tmp_path, CLIPS, extra_rows=["9_nobody_0_9_9,additional,x"])
     return tmp_path
 
 

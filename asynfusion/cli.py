@@ -1,0 +1,270 @@
+"""The command line: `python -m asynfusion COMMAND` (or `asynfusion COMMAND`).
+
+    generate AUDIO -o OUT.npz [--sampler ddim|sync-lcm|async-lcm] [--steps-expression N]
+             [--steps-gesture N] [--seed N] [--checkpoint PATH] [--video OUT.mp4]
+    bench AUDIO [--json]            the three samplers on one clip: NFE, seconds, GFLOPs per branch
+    render MOTION.npz [MORE.npz ...] --audio AUDIO -o OUT.mp4 [--body PATH] [--size 512]
+    make-corpus OUT_DIR             the built-in speech + motion corpus (BEAT2 layout)
+    train / distill / eval          see `python -m asynfusion COMMAND --help`
+
+Bad input ends with one line naming the problem and exit status 2; nothing is written to the
+output path on failure. Set ASYNFUSION_DEBUG=1 to see tracebacks of unexpected errors.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+from .errors import InputError
+
+
+# ----------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------
+def _check_output(path: str, suffix: str) -> Path:
+    out = Path(path)
+    if out.suffix.lower() != suffix:
+        raise InputError(f"output must be a {suffix} file, got {out}")
+    if out.is_dir():
+        raise InputError(f"output path is a directory: {out}")
+    return out
+
+
+def cmd_generate(args) -> None:
+    from .audio import load_audio
+    from .motion import save_motion
+    from .pipeline import Pipeline
+
+    out = _check_output(args.output, ".npz")
+    video = _check_output(args.video, ".mp4") if args.video else None
+    samples = load_audio(args.audio, args.max_seconds)
+    pipeline = Pipeline(args.checkpoint, args.precision)
+    motion, report = pipeline.generate(samples, args.sampler, args.steps_expression, args.steps_gesture, args.seed)
+    save_motion(out, motion)
+    s = report.sampling
+    label = "" if report.trained else "  [UNTRAINED checkpoint: random weights, plumbing only]"
+    print(f"{out}: {motion.num_frames} frames ({report.audio_seconds:.2f} s) with {s.sampler} "
+          f"{s.steps_expression}/{s.steps_gesture}; NFE {s.nfe_expression}+{s.nfe_gesture}, "
+          f"generation {report.seconds_total:.2f} s (real-time factor {report.realtime_factor:.3f}){label}")
+    if video:
+        from .render import render_video
+
+        stats = render_video([motion], args.audio, video, labels=[f"{s.sampler} {s.steps_expression}/"
+                             f"{s.steps_gesture}  {report.seconds_total:.2f} s"], body_path=args.body, size=args.size)
+        print(f"{video}: {stats['frames']} frames rendered at {stats['fps']:.1f} fps")
+
+
+def machine_description() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return f"{cpu}; {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads; GPU: {gpu}"
+
+
+def bench_rows(pipeline, samples, repeats: int, samplers=("ddim", "sync-lcm", "async-lcm")) -> list[dict]:
+    """Median over `repeats` timed runs of each sampler, after one warm-up run each."""
+    features = pipeline.features(samples)
+    rows = []
+    for name in samplers:
+        pipeline.generate(samples, name, features=features)  # warm-up
+        runs = [pipeline.generate(samples, name, features=features)[1].row() for _ in range(repeats)]
+        row = dict(runs[0])
+        for key in ("seconds_expression", "seconds_gesture", "seconds_total", "realtime_factor"):
+            row[key] = round(statistics.median(r[key] for r in runs), 4)
+        rows.append(row)
+    return rows
+
+
+def cmd_bench(args) -> None:
+    from .audio import load_audio
+    from .pipeline import Pipeline
+
+    samples = load_audio(args.audio, args.max_seconds)
+    pipeline = Pipeline(args.checkpoint, args.precision)
+    rows = bench_rows(pipeline, samples, args.repeats)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"machine: {machine_description()}")
+    print(f"checkpoint: {pipeline.checkpoint.path} (trained on: {pipeline.checkpoint.info.get('trained_on')}); "
+          f"precision {args.precision}; median of {args.repeats} runs after a warm-up")
+    header = f"{'sampler':<10} {'steps E/G':>9} {'NFE E+G':>8} {'s expr':>8} {'s gest':>8} {'s total':>8} " \
+             f"{'GFLOPs':>8} {'RTF':>7} {'speed-up':>8}"
+    print(header)
+    print("-" * len(header))
+    ddim = next((r["seconds_total"] for r in rows if r["sampler"] == "ddim"), None)
+    for r in rows:
+        speedup = f"{ddim / r['seconds_total']:.2f}x" if ddim else "-"
+        print(f"{r['sampler']:<10} {r['steps_expression']:>4}/{r['steps_gesture']:<4} "
+              f"{r['nfe_expression']:>3}+{r['nfe_gesture']:<4} {r['seconds_expression']:>8.3f} "
+              f"{r['seconds_gesture']:>8.3f} {r['seconds_total']:>8.3f} {r['gflops']:>8.1f} "
+              f"{r['realtime_factor']:>7.4f} {speedup:>8}")
+    print(f"audio: {rows[0]['audio_seconds']:.2f} s")
+
+
+def cmd_render(args) -> None:
+    from .motion import load_motion
+    from .render import render_video
+
+    out = _check_output(args.output, ".mp4")
+    motions = [load_motion(path) for path in args.motion]
+    labels = [m.metadata.get("sampler", Path(p).stem) for m, p in zip(motions, args.motion)]
+    stats = render_video(motions, args.audio, out, labels=labels, body_path=args.body, size=args.size)
+    print(f"{out}: {stats['frames']} frames at {stats['fps']:.1f} fps rendering")
+
+
+def cmd_make_corpus(args) -> None:
+    from .corpus.make import make_corpus
+
+    path = make_corpus(args.out_dir, num_clips=args.clips, seed=args.seed)
+    print(f"corpus written to {path}")
+
+
+def cmd_train(args) -> None:
+    from .config import ModelConfig
+    from .data import expression_space
+    from .train import TrainConfig, train
+
+    space = expression_space(args.data)
+    model_config = ModelConfig(
+        expression_coeffs=args.expression_coeffs or (52 if space == "arkit" else 100), expression_space=space,
+        width=args.width, depth=args.depth, heads=args.heads, interaction=args.interaction,
+        num_speakers=args.num_speakers)
+    config = TrainConfig(data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed, bf16=not args.fp32, save_every=args.save_every, threads=args.threads)
+    info = {"trained_on": args.trained_on or f"{'built-in corpus' if space == 'arkit' else 'BEAT2'} at {args.data}"}
+    print(f"checkpoint written to {train(config, model_config, info)}")
+
+
+def cmd_distill(args) -> None:
+    from .distill import DistillConfig, distill
+
+    config = DistillConfig(data=args.data, teacher=args.teacher, out=args.out or args.teacher, steps=args.steps,
+                           batch_size=args.batch_size, seed=args.seed, bf16=not args.fp32, threads=args.threads)
+    print(f"distilled checkpoint written to {distill(config)}")
+
+
+def cmd_eval(args) -> None:
+    from .evaluate import main as evaluate_main
+
+    evaluate_main(args)
+
+
+# ----------------------------------------------------------------------------
+# Parser
+# ----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from .diffusion.sampler import SAMPLERS
+
+    parser = argparse.ArgumentParser(prog="asynfusion", description="AsynFusion: speech -> SMPL-X face and body motion")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p):
+        p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the one in checkpoints/)")
+        p.add_argument("--max-seconds", type=float, default=None,
+                       help="longest audio accepted (default 60, or ASYNFUSION_MAX_SECONDS)")
+        p.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
+                       help="matmul precision of sampling (bf16: faster on CPUs with bf16 units)")
+
+    p = commands.add_parser("generate", help="speech file -> motion .npz (and optionally an mp4)")
+    p.add_argument("audio")
+    p.add_argument("-o", "--output", required=True, help="motion .npz to write (BEAT2 layout)")
+    p.add_argument("--sampler", choices=list(SAMPLERS), default="async-lcm")
+    p.add_argument("--steps-expression", type=int, default=None)
+    p.add_argument("--steps-gesture", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--video", default=None, help="also render an mp4 with the speech")
+    p.add_argument("--body", default=None, help="SMPL-X model .npz (default: ASYNFUSION_BODY or the free stand-in)")
+    p.add_argument("--size", type=int, default=512)
+    common(p)
+    p.set_defaults(run=cmd_generate)
+
+    p = commands.add_parser("bench", help="time DDIM, sync LCM and async LCM on one clip")
+    p.add_argument("audio")
+    p.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    p.add_argument("--repeats", type=int, default=3)
+    common(p)
+    p.set_defaults(run=cmd_bench)
+
+    p = commands.add_parser("render", help="motion .npz (one or several, side by side) -> mp4 with the speech")
+    p.add_argument("motion", nargs="+")
+    p.add_argument("--audio", default=None)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--body", default=None)
+    p.add_argument("--size", type=int, default=512)
+    p.set_defaults(run=cmd_render)
+
+    p = commands.add_parser("make-corpus", help="write the built-in speech + motion corpus (BEAT2 layout)")
+    p.add_argument("out_dir")
+    p.add_argument("--clips", type=int, default=600)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_make_corpus)
+
+    p = commands.add_parser("train", help="diffusion training on a BEAT2-layout folder")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--width", type=int, default=192)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--interaction", choices=("none", "e2g", "g2e", "naive", "cosync"), default="cosync")
+    p.add_argument("--expression-coeffs", type=int, default=None, help="default: 52 (ARKit corpus) or 100 (BEAT2)")
+    p.add_argument("--num-speakers", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=250)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    p.add_argument("--trained-on", default=None, help="provenance text stored in the checkpoint")
+    p.set_defaults(run=cmd_train)
+
+    p = commands.add_parser("distill", help="per-branch latent-consistency distillation of a trained checkpoint")
+    p.add_argument("--data", required=True)
+    p.add_argument("--teacher", required=True, help="checkpoint folder with diffusion.safetensors")
+    p.add_argument("--out", default=None, help="default: add lcm.safetensors to the teacher's folder")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fp32", action="store_true")
+    p.set_defaults(run=cmd_distill)
+
+    p = commands.add_parser("eval", help="metrics and the paper's tables on the held-out split")
+    p.add_argument("--data", required=True)
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--ablation", nargs="*", default=[], help="checkpoints of other interaction variants")
+    p.add_argument("--clips", type=int, default=0, help="evaluate on the first N held-out clips (0 = all)")
+    p.add_argument("--json", default=None, help="also write the tables as JSON here")
+    p.set_defaults(run=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the last resort: still one line, the traceback on request
+        if os.environ.get("ASYNFUSION_DEBUG"):
+            raise
+        print(f"error: {type(error).__name__}: {error} (set ASYNFUSION_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+    return 0

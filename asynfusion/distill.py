@@ -1,0 +1,115 @@
+"""Per-branch latent consistency distillation (paper eq. 7; LCM, Luo et al. 2023).
+
+The student starts as a copy of the trained diffusion model. For each branch on its own solver
+grid (LCM_SOLVER_STEPS: expression 20 points, made for 4-step sampling; gesture 40, made for 8),
+a training pair is (x_t at grid point t, the teacher's DDIM
+step from t to the next grid point s). The student's consistency output at (x_t, t) is pulled
+towards the EMA target network's consistency output at (x_s, s). The branches draw their grid
+points independently, so the distilled model, like its teacher, reads the other branch at any
+noise level. The boundary scalings and the DDIM step are the sampler's own functions.
+"""
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .diffusion.sampler import LCM_SOLVER_STEPS
+from .diffusion.schedule import NoiseSchedule, consistency_output, ddim_step, solver_grid
+from .model import BRANCHES
+from .train import distributed, ema_update, learning_rate, load_state, load_training_data, progress_bar, save_state
+
+
+@dataclass
+class DistillConfig:
+    data: str
+    teacher: str                 # checkpoint folder holding diffusion.safetensors
+    out: str                     # where the checkpoint with lcm.safetensors goes (may equal teacher)
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-4
+    warmup: int = 50
+    target_decay: float = 0.95   # EMA of the target network (LCM's mu)
+    seed: int = 0
+    bf16: bool = True
+    save_every: int = 100
+    threads: int = 0
+
+
+def grid_pairs(solver_steps: int, num_train_timesteps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t, s) pairs of adjacent points on a solver grid; s = -1 after the last point (fully clean)."""
+    grid = solver_grid(solver_steps, num_train_timesteps)
+    return torch.tensor(grid), torch.tensor(grid[1:] + [-1])
+
+
+def distill(config: DistillConfig) -> Path:
+    rank, world = distributed()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    teacher_checkpoint = load_checkpoint(config.teacher)
+    model_config = teacher_checkpoint.config
+    teacher = teacher_checkpoint.models["diffusion"].eval().requires_grad_(False)
+    data = load_training_data(config.data, model_config, model_config.window_frames, 20, teacher_checkpoint.stats)
+    student = copy.deepcopy(teacher).train().requires_grad_(True)
+    target = copy.deepcopy(teacher).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
+    state_path = Path(f"{config.out}.resume") / "distill.pt"
+    start = 0
+    if (state := load_state(state_path)) is not None:
+        student.load_state_dict(state["student"])
+        target.load_state_dict(state["target"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+    network = torch.nn.parallel.DistributedDataParallel(student) if world > 1 else student
+    schedule = NoiseSchedule(model_config.num_train_timesteps)
+    pairs = {b: grid_pairs(LCM_SOLVER_STEPS[b], model_config.num_train_timesteps) for b in BRANCHES}
+    bar = progress_bar(config.steps, start, rank == 0, "distill")
+    started = time.perf_counter()
+    for step in range(start, config.steps):
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * world + rank)
+        index = torch.randint(0, len(data.expression), (config.batch_size,), generator=generator)
+        x0, audio, speaker = data.batch(index)
+        t, s, x_t = {}, {}, {}
+        for b in BRANCHES:
+            n = torch.randint(0, len(pairs[b][0]), (config.batch_size,), generator=generator)
+            t[b], s[b] = pairs[b][0][n], pairs[b][1][n]
+            x_t[b] = schedule.add_noise(x0[b], torch.randn(x0[b].shape, generator=generator), t[b])
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            # 1. the teacher's DDIM step t -> s (the ODE solver), both branches at their own t
+            v_teacher = teacher(x_t, t, audio, speaker)
+            x_s = {b: ddim_step(schedule, v_teacher[b].float(), t[b], s[b], x_t[b])[0] for b in BRANCHES}
+            # 2. the target network's consistency output at s
+            v_target = target(x_s, {b: s[b].clamp(min=0) for b in BRANCHES}, audio, speaker)
+            goal = {b: consistency_output(schedule, v_target[b].float(), s[b].clamp(min=0), x_s[b])
+                    for b in BRANCHES}
+            # at s = -1 the consistency function is the identity on the clean sample
+            goal = {b: torch.where((s[b] < 0).view(-1, 1, 1), x_s[b], goal[b]) for b in BRANCHES}
+        # 3. the student's consistency output at t, pulled towards it
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * learning_rate(step, config.steps, config.warmup)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            v_student = network(x_t, t, audio, speaker)
+        losses = {b: F.huber_loss(consistency_output(schedule, v_student[b].float(), t[b], x_t[b]), goal[b],
+                                  delta=1.0) for b in BRANCHES}
+        loss = sum(losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        optimizer.step()
+        ema_update(target, student, config.target_decay)
+        bar.update(1)
+        bar.set_postfix(expression=f"{losses['expression'].item():.4f}", gesture=f"{losses['gesture'].item():.4f}")
+        if rank == 0 and ((step + 1) % config.save_every == 0 or step + 1 == config.steps):
+            save_state(state_path, student=student.state_dict(), target=target.state_dict(),
+                       optimizer=optimizer.state_dict(), step=step + 1)
+            info = dict(teacher_checkpoint.info)
+            info["distillation"] = {**asdict(config), "completed_steps": step + 1,
+                                    "seconds_this_run": round(time.perf_counter() - started, 1)}
+            models = {"diffusion": teacher, "lcm": target.eval()}
+            save_checkpoint(config.out, Checkpoint(model_config, teacher_checkpoint.stats, models, info))
+    bar.close()
+    return Path(config.out)

@@ -1,0 +1,150 @@
+"""Speech in, SMPL-X motion out: the one function the CLI and the app call.
+
+Audio of any length up to the cap is cut into overlapping windows of the training length, all
+windows are sampled in one batch, and the results are cross-faded where they overlap. Windows
+start from the same noise where they overlap (noise is drawn per frame of the whole clip, then
+sliced), so neighbouring windows already agree before they are blended.
+"""
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .audio import audio_features, num_motion_frames
+from .checkpoint import Checkpoint, load_checkpoint
+from .diffusion.sampler import SAMPLERS, SampleStats, sample
+from .model import BRANCHES
+from .motion import Motion, features_to_motion
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass
+class GenerationReport:
+    """What one generation cost; `sampling` holds the per-branch NFE / seconds / GFLOPs."""
+
+    sampling: SampleStats
+    audio_seconds: float
+    seconds_features: float
+    seconds_stitch: float
+    seconds_total: float  # features + sampling + stitching
+    windows: int
+    checkpoint: str
+    trained: bool
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.seconds_total / self.audio_seconds
+
+    def row(self) -> dict:
+        """The benchmark row (the `bench --json` contract)."""
+        s = self.sampling
+        return {
+            "sampler": s.sampler, "steps_expression": s.steps_expression, "steps_gesture": s.steps_gesture,
+            "nfe_expression": s.nfe_expression, "nfe_gesture": s.nfe_gesture,
+            "seconds_expression": round(s.seconds_expression, 4), "seconds_gesture": round(s.seconds_gesture, 4),
+            "seconds_total": round(self.seconds_total, 4), "gflops": round(s.gflops, 2),
+            "audio_seconds": round(self.audio_seconds, 3), "realtime_factor": round(self.realtime_factor, 4),
+        }
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "realtime_factor": self.realtime_factor}
+
+
+def window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
+    """Start frames of overlapping windows covering num_frames; the last window ends at the clip's end."""
+    if num_frames <= window:
+        return [0]
+    stride = window - overlap
+    starts = list(range(0, num_frames - window, stride))
+    return starts + [num_frames - window]
+
+
+def blend_weights(window: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    """Linear cross-fade ramps over the overlapping frames; flat at the clip's own start and end."""
+    weights = np.ones(window, np.float32)
+    ramp = (np.arange(overlap, dtype=np.float32) + 1) / (overlap + 1)
+    if not first:
+        weights[:overlap] = ramp
+    if not last:
+        weights[window - overlap:] = ramp[::-1]
+    return weights
+
+
+class Pipeline:
+    """A loaded checkpoint and everything needed to turn 16 kHz speech into a Motion."""
+
+    def __init__(self, checkpoint: Checkpoint | str | None = None, precision: str = "bf16", threads: int = 0):
+        self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+        self.config = self.checkpoint.config
+        self.dtype = PRECISIONS[precision]
+        if threads:
+            torch.set_num_threads(threads)
+
+    def features(self, samples: np.ndarray) -> np.ndarray:
+        """Normalized (T, A) audio features of a 16 kHz clip."""
+        stats = self.checkpoint.stats
+        raw = audio_features(samples, num_motion_frames(len(samples)), self.config.audio_encoder)
+        return (raw - stats.audio_mean) / stats.audio_std
+
+    def generate(self, samples: np.ndarray, sampler: str = "async-lcm", steps_expression: int | None = None,
+                 steps_gesture: int | None = None, seed: int = 0, speaker: int = 0,
+                 features: np.ndarray | None = None) -> tuple[Motion, GenerationReport]:
+        """16 kHz mono speech -> (Motion with round(duration x 30) frames, GenerationReport).
+
+        Same samples, sampler, steps and seed give the same motion. `features` lets a caller that
+        compares samplers compute the audio features once.
+        """
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+        config, stats = self.config, self.checkpoint.stats
+        start = time.perf_counter()
+        audio = self.features(samples) if features is None else features
+        seconds_features = time.perf_counter() - start
+        num_frames = len(audio)
+        window = min(config.window_frames, num_frames)
+        overlap = window // 4
+        starts = window_starts(num_frames, window, overlap)
+        batch = torch.from_numpy(np.stack([audio[s:s + window] for s in starts])).float()  # (B, W, A)
+
+        dims = {"expression": config.expression_dim, "gesture": config.gesture_dim}
+
+        def draw_noise(branch: str, k: int) -> torch.Tensor:
+            # noise per frame of the whole clip, then sliced: overlapping frames share it
+            generator = torch.Generator().manual_seed(seed * 7919 + k * 2 + BRANCHES.index(branch))
+            whole = torch.randn(num_frames, dims[branch], generator=generator)
+            return torch.stack([whole[s:s + window] for s in starts])
+
+        speakers = torch.full((len(starts),), speaker, dtype=torch.long) if config.num_speakers else None
+        rule = SAMPLERS[sampler][0]
+        model = self.checkpoint.model_for(rule)
+        x, sampling = sample(model, batch, sampler, steps_expression, steps_gesture, draw_noise,
+                             speaker=speakers, dtype=self.dtype)
+
+        stitch_start = time.perf_counter()
+        stitched = {}
+        for b in BRANCHES:
+            total = np.zeros((num_frames, dims[b]), np.float32)
+            weight = np.zeros((num_frames, 1), np.float32)
+            for i, s in enumerate(starts):
+                w = blend_weights(window, overlap, i == 0, i == len(starts) - 1)[:, None]
+                total[s:s + window] += w * x[b][i].numpy()
+                weight[s:s + window] += w
+            stitched[b] = total / weight
+        expression = stitched["expression"] * stats.expression_std + stats.expression_mean
+        gesture = stitched["gesture"] * stats.gesture_std + stats.gesture_mean
+        motion = features_to_motion(expression, gesture, expression_space=config.expression_space, metadata={
+            "sampler": sampler, "steps_expression": sampling.steps_expression,
+            "steps_gesture": sampling.steps_gesture, "seed": seed,
+            "checkpoint": str(self.checkpoint.path or "in-memory"),
+            "trained_on": self.checkpoint.info.get("trained_on", "untrained"),
+            "precision": str(self.dtype).removeprefix("torch."),
+        })
+        seconds_stitch = time.perf_counter() - stitch_start
+        report = GenerationReport(
+            sampling, len(samples) / 16_000, seconds_features, seconds_stitch,
+            seconds_features + sampling.seconds_total + seconds_stitch, len(starts),
+            str(self.checkpoint.path or "in-memory"), self.checkpoint.trained)
+        return motion, report

@@ -1,0 +1,76 @@
+import subprocess
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import soundfile
+from conftest import speech_like
+
+from asynfusion.audio import (
+    MEL_FEATURE_DIM, SAMPLE_RATE, SpeechEncoder, audio_features, load_audio, mel_features, num_motion_frames)
+from asynfusion.errors import InputError
+
+
+@pytest.mark.parametrize("rate, channels, subtype", [(8000, 1, "PCM_16"), (22050, 2, "PCM_24"), (44100, 1, "FLOAT"),
+                                                     (48000, 2, "PCM_16")])
+def test_wav_variants_load_to_16k_mono(tmp_path, rate, channels, subtype):
+    signal = speech_like(1.5, rate)
+    data = np.stack([signal] * channels, axis=1) if channels > 1 else signal
+    soundfile.write(tmp_path / "a.wav", data, rate, subtype=subtype)
+    samples = load_audio(tmp_path / "a.wav")
+    assert samples.dtype == np.float32 and samples.ndim == 1
+    assert abs(len(samples) - 1.5 * SAMPLE_RATE) <= 2
+
+
+@pytest.mark.parametrize("suffix, codec", [(".flac", None), (".ogg", None), (".mp3", None), (".m4a", "aac")])
+def test_compressed_formats(tmp_path, suffix, codec):
+    soundfile.write(tmp_path / "a.wav", speech_like(1.0, 44100), 44100)
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(tmp_path / "a.wav")]
+    command += ["-c:a", codec] if codec else []
+    subprocess.run(command + [str(tmp_path / f"a{suffix}")], check=True)
+    samples = load_audio(tmp_path / f"a{suffix}")
+    assert abs(len(samples) / SAMPLE_RATE - 1.0) < 0.1
+
+
+def test_bad_audio_files(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_audio(tmp_path / "missing.wav")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        load_audio(tmp_path / "empty.wav")
+    (tmp_path / "text.wav").write_text("this is not audio at all\n" * 20)
+    with pytest.raises(InputError, match="cannot decode"):
+        load_audio(tmp_path / "text.wav")
+    soundfile.write(tmp_path / "long.wav", np.zeros(16000 * 5, np.float32), 16000)
+    with pytest.raises(InputError, match="longer than the 4 s cap"):
+        load_audio(tmp_path / "long.wav", max_seconds=4)
+    soundfile.write(tmp_path / "short.wav", np.zeros(1600, np.float32), 16000)
+    with pytest.raises(InputError, match="at least"):
+        load_audio(tmp_path / "short.wav")
+
+
+def test_exactly_the_cap_is_accepted(tmp_path):
+    soundfile.write(tmp_path / "cap.wav", speech_like(2.0), 16000)
+    assert len(load_audio(tmp_path / "cap.wav", max_seconds=2.0)) == 32000
+
+
+def test_features_are_frame_aligned():
+    samples = speech_like(2.5)
+    features = mel_features(samples)
+    assert features.shape == (num_motion_frames(len(samples)), MEL_FEATURE_DIM) == (75, 44)
+    energy = features[:, 40]
+    assert np.corrcoef(energy, np.abs(samples[: 75 * 533]).reshape(75, -1).mean(1))[0, 1] > 0.5
+
+
+def test_wav2vec2_encoder_from_a_local_directory(tmp_path):
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                            conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=4,
+                            num_conv_pos_embedding_groups=2)
+    Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")
+    encoder = SpeechEncoder(tmp_path / "w2v")
+    features = audio_features(speech_like(1.0), 30, encoder=str(tmp_path / "w2v"))
+    assert features.shape == (30, 16) and encoder.dim == 16 and np.all(np.isfinite(features))
+    with pytest.raises(InputError, match="no speech encoder"):
+        SpeechEncoder(tmp_path / "nothing")

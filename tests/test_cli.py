@@ -1,0 +1,82 @@
+"""The CLI contract: generate/bench flags, one-line errors with exit status 2, nothing written on failure."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import speech_like
+
+from asynfusion.cli import main
+from asynfusion.motion import load_motion
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "asynfusion", *map(str, args)], capture_output=True, text=True)
+
+
+def test_generate_writes_a_beat2_npz(tmp_path, tiny_checkpoint, speech_wav, capsys):
+    out = tmp_path / "m.npz"
+    assert main(["generate", str(speech_wav), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--seed", "5"]) == 0
+    motion = load_motion(out)
+    assert motion.num_frames == 90 and motion.metadata["seed"] == 5 and motion.metadata["sampler"] == "async-lcm"
+    assert "UNTRAINED" in capsys.readouterr().out
+
+
+def test_generate_is_deterministic_across_processes(tmp_path, tiny_checkpoint, speech_wav):
+    for name in ("a", "b"):
+        result = run("generate", speech_wav, "-o", tmp_path / f"{name}.npz", "--checkpoint", tiny_checkpoint,
+                     "--sampler", "ddim", "--steps-expression", "3", "--steps-gesture", "5")
+        assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(load_motion(tmp_path / "a.npz").poses, load_motion(tmp_path / "b.npz").poses)
+    assert load_motion(tmp_path / "a.npz").metadata["steps_gesture"] == 5
+
+
+def test_bench_json_rows(tiny_checkpoint, speech_wav, capsys):
+    assert main(["bench", str(speech_wav), "--json", "--repeats", "1", "--checkpoint", str(tiny_checkpoint)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["sampler"] for r in rows] == ["ddim", "sync-lcm", "async-lcm"]
+    keys = {"sampler", "steps_expression", "steps_gesture", "nfe_expression", "nfe_gesture", "seconds_expression",
+            "seconds_gesture", "seconds_total", "gflops", "audio_seconds", "realtime_factor"}
+    assert all(keys <= set(r) for r in rows)
+    assert [(r["nfe_expression"], r["nfe_gesture"]) for r in rows] == [(25, 25), (8, 8), (4, 8)]
+
+
+def bad_inputs(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("not audio\n" * 50)
+    (tmp_path / "notes.xyz").write_bytes(b"\x00\x01garbage" * 100)
+    soundfile.write(tmp_path / "long.wav", speech_like(3.0), 16000)
+    return {
+        "missing": (tmp_path / "missing.wav", [], "not found"),
+        "empty": (tmp_path / "empty.wav", [], "empty"),
+        "text": (tmp_path / "text.wav", [], "cannot decode"),
+        "unsupported": (tmp_path / "notes.xyz", [], "cannot decode"),
+        "too long": (tmp_path / "long.wav", ["--max-seconds", "2"], "--max-seconds"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "text", "unsupported", "too long"])
+def test_bad_audio_gives_one_line_and_writes_nothing(tmp_path, tiny_checkpoint, case):
+    path, extra, message = bad_inputs(tmp_path)[case]
+    out = tmp_path / "out.npz"
+    result = run("generate", path, "-o", out, "--checkpoint", tiny_checkpoint, *extra)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_mismatched_checkpoint(tmp_path, tiny_checkpoint, speech_wav):
+    record = json.loads((tiny_checkpoint / "config.json").read_text())
+    record["model"]["depth"] = 3
+    (tiny_checkpoint / "config.json").write_text(json.dumps(record))
+    result = run("generate", speech_wav, "-o", tmp_path / "out.npz", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 2 and "do not match its config" in result.stderr
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_wrong_output_suffix(tmp_path, tiny_checkpoint, speech_wav):
+    result = run("generate", speech_wav, "-o", tmp_path / "out.txt", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 2 and ".npz" in result.stderr

@@ -1,0 +1,104 @@
+import pytest
+import torch
+from conftest import randomize_zero_inits, tiny_config
+
+from asynfusion.diffusion.sampler import SAMPLERS, sample, tick_plan
+from asynfusion.diffusion.schedule import (
+    NoiseSchedule, boundary_scalings, consistency_output, ddim_step, ddim_timesteps, lcm_step, lcm_timesteps)
+from asynfusion.model import AsynFusionModel
+
+
+def test_boundary_conditions():
+    c_skip, c_out = boundary_scalings(0)
+    assert c_skip.item() == 1.0 and c_out.item() == 0.0
+    c_skip, c_out = boundary_scalings(999)
+    assert c_skip.item() < 1e-6 and abs(c_out.item() - 1) < 1e-6
+
+
+def test_v_prediction_recovers_x0_and_noise():
+    schedule = NoiseSchedule()
+    x0, noise = torch.randn(3, 8, 5), torch.randn(3, 8, 5)
+    t = torch.tensor([0, 500, 999])
+    x_t = schedule.add_noise(x0, noise, t)
+    v = schedule.velocity(x0, noise, t)
+    torch.testing.assert_close(schedule.predicted_x0(v, x_t, t), x0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(schedule.predicted_noise(v, x_t, t), noise, atol=1e-5, rtol=1e-5)
+
+
+def test_ddim_with_the_true_v_lands_on_x0():
+    schedule = NoiseSchedule()
+    x0, noise = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
+    x = schedule.add_noise(x0, noise, torch.tensor(999))
+    grid = ddim_timesteps(5)
+    for t, t_prev in zip(grid, grid[1:] + [-1]):
+        x, _ = ddim_step(schedule, schedule.velocity(x0, noise, torch.tensor(t)), t, t_prev, x)
+    torch.testing.assert_close(x, x0, atol=1e-4, rtol=1e-4)
+
+
+def test_one_step_lcm_returns_the_denoised_estimate():
+    schedule = NoiseSchedule()
+    x_t, v = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
+    t = lcm_timesteps(1, 20)[0]
+    x, denoised = lcm_step(schedule, v, t, -1, x_t, noise=None)
+    assert torch.equal(x, denoised)
+    torch.testing.assert_close(denoised, consistency_output(schedule, v, torch.tensor(t), x_t))
+
+
+def test_timestep_grids():
+    assert ddim_timesteps(25)[0] == 999 and len(ddim_timesteps(25)) == 25
+    assert lcm_timesteps(4, 20) == [999, 749, 499, 249]
+    assert set(lcm_timesteps(8, 40)) <= set(range(999, -1, -25))
+    with pytest.raises(ValueError):
+        lcm_timesteps(30, 20)
+
+
+def test_tick_plan():
+    assert tick_plan(8, 8) == [("expression", "gesture")] * 8
+    plan = tick_plan(4, 8)
+    assert len(plan) == 8 and plan[0] == plan[-1] == ("expression", "gesture")
+    assert sum("expression" in tick for tick in plan) == 4 and all("gesture" in tick for tick in plan)
+
+
+@pytest.mark.parametrize("sampler, nfe", [("ddim", (25, 25)), ("sync-lcm", (8, 8)), ("async-lcm", (4, 8))])
+def test_nfe_counts(sampler, nfe):
+    model = AsynFusionModel(tiny_config()).eval()
+    audio = torch.randn(2, 16, model.config.audio_dim)
+    x, stats = sample(model, audio, sampler, generator=torch.Generator().manual_seed(0))
+    assert (stats.nfe_expression, stats.nfe_gesture) == nfe
+    assert (stats.steps_expression, stats.steps_gesture) == SAMPLERS[sampler][1:]
+    assert stats.gflops > 0 and stats.seconds_total > 0
+    assert x["expression"].shape == (2, 16, model.config.expression_dim)
+
+
+def test_async_never_computes_the_idle_branch():
+    model = AsynFusionModel(tiny_config()).eval()
+    audio = torch.randn(1, 16, model.config.audio_dim)
+    sample(model, audio, "async-lcm")  # the one-off FLOP count evaluates the branches once; not counted below
+    calls = {"expression": 0, "gesture": 0}
+    for name, branch in model.branches.items():
+        branch.final.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(0))
+    assert calls["expression"] == 4 and calls["gesture"] == 8
+    # asymmetric the other way round too: the steps are free parameters
+    calls.update(expression=0, gesture=0)
+    sample(model, audio, "async-lcm", steps_expression=6, steps_gesture=2)
+    assert calls["expression"] == 6 and calls["gesture"] == 2
+
+
+def test_async_flops_are_less_than_sync():
+    model = AsynFusionModel(tiny_config()).eval()
+    audio = torch.randn(2, 16, model.config.audio_dim)
+    _, sync = sample(model, audio, "sync-lcm")
+    _, async_ = sample(model, audio, "async-lcm")
+    assert async_.gflops_gesture == pytest.approx(sync.gflops_gesture)
+    assert async_.gflops_expression == pytest.approx(sync.gflops_expression / 2)
+
+
+def test_seeded_sampling_is_deterministic():
+    model = AsynFusionModel(tiny_config()).eval()
+    randomize_zero_inits(model)
+    audio = torch.randn(2, 16, model.config.audio_dim)
+    a, _ = sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(3))
+    b, _ = sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(3))
+    c, _ = sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a["gesture"], b["gesture"]) and not torch.equal(a["gesture"], c["gesture"])

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from asynfusion.errors import InputError
+from asynfusion.motion import (
+    GESTURE_JOINTS, JAW, Motion, NormStats, features_to_motion, load_motion, motion_to_features, save_motion)
+from asynfusion.rotation import axis_angle_to_6d, rotation_6d_to_axis_angle
+
+
+def random_axis_angle(n, seed=0, max_angle=3.0):
+    rng = np.random.default_rng(seed)
+    axis = rng.normal(size=(n, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    return (axis * rng.uniform(0, max_angle, (n, 1))).astype(np.float32)
+
+
+def test_rotation_round_trip():
+    aa = random_axis_angle(1000)
+    np.testing.assert_allclose(rotation_6d_to_axis_angle(axis_angle_to_6d(aa)), aa, atol=1e-5)
+
+
+def test_6d_of_noisy_vectors_is_still_a_rotation():
+    noisy = axis_angle_to_6d(random_axis_angle(50)) + np.random.default_rng(1).normal(0, 0.2, (50, 6))
+    aa = rotation_6d_to_axis_angle(noisy)
+    assert np.all(np.isfinite(aa)) and np.all(np.linalg.norm(aa, axis=1) <= np.pi + 1e-5)
+
+
+def test_features_round_trip_exactly_for_generated_joints():
+    frames = 20
+    poses = np.zeros((frames, 55, 3), np.float32)
+    poses[:, GESTURE_JOINTS] = random_axis_angle(frames * len(GESTURE_JOINTS), max_angle=2.5).reshape(frames, -1, 3)
+    poses[:, JAW] = random_axis_angle(frames, seed=2, max_angle=0.4)
+    expressions = np.random.default_rng(0).normal(size=(frames, 100)).astype(np.float32)
+    expressions[:, 52:] = 0
+    motion = Motion(poses.reshape(frames, -1), expressions)
+    expression, gesture = motion_to_features(motion, 52)
+    assert expression.shape == (frames, 58) and gesture.shape == (frames, 258)
+    back = features_to_motion(expression, gesture)
+    np.testing.assert_allclose(back.poses, motion.poses, atol=1e-5)
+    np.testing.assert_allclose(back.expressions, motion.expressions, atol=1e-6)
+
+
+def test_npz_round_trip_keeps_beat2_layout_and_metadata(tmp_path):
+    motion = Motion(random_axis_angle(10 * 55).reshape(10, 165), np.ones((10, 100)), expression_space="arkit",
+                    metadata={"sampler": "async-lcm", "seed": 3})
+    save_motion(tmp_path / "m.npz", motion)
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as data:
+        assert data["poses"].shape == (10, 165) and data["expressions"].shape == (10, 100)
+        assert data["trans"].shape == (10, 3) and data["betas"].shape == (300,)
+        assert int(data["mocap_frame_rate"]) == 30 and str(data["model"]) == "smplx2020"
+    back = load_motion(tmp_path / "m.npz")
+    np.testing.assert_array_equal(back.poses, motion.poses)
+    assert back.metadata == {"sampler": "async-lcm", "seed": 3} and back.expression_space == "arkit"
+
+
+def test_foreign_npz_without_our_keys_loads(tmp_path):
+    np.savez(tmp_path / "beat2.npz", poses=np.zeros((5, 165)), expressions=np.zeros((5, 50)), trans=np.zeros((5, 3)),
+             betas=np.zeros(16), mocap_frame_rate=np.array(30))
+    motion = load_motion(tmp_path / "beat2.npz")
+    assert motion.expressions.shape == (5, 100) and motion.betas.shape == (300,)
+    assert motion.expression_space == "flame"
+
+
+def test_bad_motion_files(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_motion(tmp_path / "missing.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(InputError, match="not a readable"):
+        load_motion(tmp_path / "text.npz")
+    np.savez(tmp_path / "wrong.npz", poses=np.zeros((5, 72)))
+    with pytest.raises(InputError, match="165"):
+        load_motion(tmp_path / "wrong.npz")
+
+
+def test_norm_stats_floor_constant_features():
+    x = np.zeros((100, 3), np.float32)
+    x[:, 0] = np.arange(100)
+    stats = NormStats.fit(x, x, x)
+    assert stats.expression_std[1] == NormStats.MIN_STD and stats.expression_std[0] > 1

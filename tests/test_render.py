@@ -1,0 +1,129 @@
+"""Rendering: offscreen OpenGL, an mp4 with one H.264 and one AAC stream lasting as long as the
+speech, frames that show a person, side by side, any SMPL-X-format body, nothing left on failure."""
+
+import re
+import subprocess
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+from test_body import write_tiny_smplx
+
+from asynfusion.errors import InputError
+from asynfusion.motion import JOINT, Motion
+from asynfusion.render import BACKGROUND, choose_gl_platform, render_still, render_video
+
+SIZE = 128
+
+
+def tone(path, seconds: float):
+    t = np.arange(int(seconds * 16_000)) / 16_000
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16_000)
+    return path
+
+
+def talking(num_frames: int) -> Motion:
+    """Jaw opening and closing, the left arm waving."""
+    motion = Motion.rest(num_frames, expression_space="arkit")
+    phase = np.linspace(0, 4 * np.pi, num_frames)
+    motion.poses[:, JOINT["jaw"] * 3] = 0.2 + 0.2 * np.sin(phase)
+    motion.poses[:, JOINT["left_shoulder"] * 3 + 2] = -1.0 + 0.5 * np.sin(phase / 2)
+    return motion
+
+
+def probe(path) -> dict:
+    """Streams, container duration and decoded video frame count, from the ffmpeg binary's own report."""
+    result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-i", str(path), "-map", "0:v",
+                             "-f", "null", "-"], capture_output=True, text=True, check=False)
+    report = result.stderr.split("Stream mapping")[0]  # the input file's description only
+    hours, minutes, seconds = re.search(r"Duration: (\d+):(\d+):([\d.]+)", report).groups()
+    return {"video": re.findall(r"Stream #0:\d+.*?: Video: (\w+).*?(yuv\w+).*?(\d+)x(\d+)", report),
+            "audio": re.findall(r"Stream #0:\d+.*?: Audio: (\w+)", report),
+            "duration": int(hours) * 3600 + int(minutes) * 60 + float(seconds),
+            "frames": int(re.findall(r"frame=\s*(\d+)", result.stderr)[-1])}
+
+
+def decoded_audio_seconds(path) -> float:
+    result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a",
+                             "-ac", "1", "-ar", "16000", "-f", "f32le", "-"], capture_output=True, check=True)
+    return len(result.stdout) / 4 / 16_000
+
+
+def decoded_frames(path) -> np.ndarray:
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    width, height = meta["size"]
+    return np.stack([np.frombuffer(frame, np.uint8).reshape(height, width, 3) for frame in reader])
+
+
+def person_pixels(image: np.ndarray) -> float:
+    """Fraction of the tile's central band (left of the close-up, above the floor) that is not background."""
+    height, width = image.shape[:2]
+    band = image[int(0.1 * height):int(0.6 * height), int(0.2 * width):int(0.55 * width)].astype(float)
+    return float((np.abs(band - np.array(BACKGROUND) * 255).sum(-1) > 60).mean())
+
+
+def test_an_offscreen_platform_is_chosen():
+    assert choose_gl_platform() in ("egl", "osmesa")
+
+
+def test_video_has_one_video_and_one_audio_stream_as_long_as_the_speech(tmp_path):
+    audio = tone(tmp_path / "speech.wav", 1.05)
+    out = tmp_path / "out.mp4"
+    stats = render_video([talking(25)], str(audio), out, size=SIZE, progress=lambda done, total: None)
+    info = probe(out)
+    assert info["video"] == [("h264", "yuv420p", str(SIZE), str(SIZE))] and info["audio"] == ["aac"]
+    assert stats["frames"] == info["frames"] == 32  # ceil(1.05 s x 30): the motion's last pose is held
+    assert 1.05 <= info["frames"] / 30 < 1.05 + 1 / 30 and abs(info["duration"] - 1.05) <= 1 / 30 + 0.02
+    assert abs(decoded_audio_seconds(out) - 1.05) < 1 / 30  # the whole speech, no trailing part dropped
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "speech.wav"]  # no temp files left
+
+
+def test_frames_show_a_moving_person(tmp_path):
+    out = tmp_path / "out.mp4"
+    render_video([talking(12)], None, out, size=SIZE, progress=lambda done, total: None)
+    frames = decoded_frames(out)
+    assert len(frames) == 12
+    assert all(person_pixels(frame) > 0.2 for frame in frames)
+    assert np.abs(frames[0].astype(int) - frames[6].astype(int)).max() > 50  # the arm and jaw moved
+
+
+def test_side_by_side_is_one_wider_video_with_labels(tmp_path):
+    out = tmp_path / "compare.mp4"
+    stats = render_video([talking(8), Motion.rest(8, expression_space="arkit")], None, out,
+                         labels=["DDIM 25 steps, 1.2 s", "async LCM 4/8, 0.2 s"], size=SIZE,
+                         progress=lambda done, total: None)
+    frames = decoded_frames(out)
+    assert stats["frames"] == len(frames) == 8 and frames.shape[1:] == (SIZE, 2 * SIZE, 3)
+    left, right = frames[:, :, :SIZE], frames[:, :, SIZE:]
+    assert person_pixels(left[0]) > 0.2 and person_pixels(right[0]) > 0.2
+    motion_left, motion_right = (np.abs(np.diff(tile.astype(int), axis=0)).mean() for tile in (left, right))
+    assert motion_right < 0.2 * motion_left  # only the talking avatar moves (the other changes by codec noise)
+
+
+def test_a_user_supplied_smplx_file_renders(tmp_path):
+    body_path = write_tiny_smplx(tmp_path / "SMPLX_NEUTRAL.npz")
+    still = render_still(talking(4), 2, tmp_path / "tiny.png", body_path=body_path, size=SIZE)
+    image = np.asarray(Image.open(still))
+    assert image.shape == (SIZE, SIZE, 3) and 0 < person_pixels(image) < 0.1  # 55 small triangles
+    out = tmp_path / "tiny.mp4"
+    render_video([talking(5)], None, out, body_path=body_path, size=SIZE, progress=lambda done, total: None)
+    assert probe(out)["frames"] == 5
+
+
+def test_failure_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "out.mp4"
+    with pytest.raises(InputError, match="audio file not found"):
+        render_video([talking(5)], str(tmp_path / "missing.wav"), out, size=SIZE)
+    with pytest.raises(InputError, match="body model file not found"):
+        render_video([talking(5)], None, out, body_path=tmp_path / "SMPLX_NEUTRAL.npz", size=SIZE)
+
+    def interrupt(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        render_video([talking(10)], None, out, size=SIZE, progress=interrupt)
+    assert list(tmp_path.iterdir()) == []
