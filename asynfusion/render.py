@@ -9,6 +9,7 @@ Threads: skinning and normals (torch) run in one, OpenGL in the main thread, and
 in a third, so the two cores stay busy.
 """
 
+import contextlib
 import ctypes
 import ctypes.util
 import itertools
@@ -495,7 +496,8 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
     frames, rounded up; a motion shorter than the audio holds its last pose). `body_path`: an
     SMPL-X model file, else $ASYNFUSION_BODY, else the shipped stand-in. `progress(done, total)`
     is called per frame; without it a tqdm bar shows on a terminal. Nothing is left at `out_path`
-    if rendering fails. Returns {"frames", "seconds", "fps", "render_fps", "wall_seconds"}.
+    if rendering fails. Returns {"frames", "seconds", "fps"} of the rendering itself (wall time,
+    setup included) and the video's {"video_seconds", "video_fps"}.
     """
     from .body import load_body
 
@@ -515,30 +517,30 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
         num_frames = max(m.num_frames for m in motions)
     if min(m.num_frames for m in motions) == 0:
         raise InputError("cannot render a motion with no frames")
+    started = time.perf_counter()
     body = load_body(body_path)
     bodies = [body] * len(motions)
-
-    started = time.perf_counter()
     stage = _Stage(bodies, size)
     overlays = _label_overlays(labels or [""] * len(motions), size)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_path = tempfile.mkstemp(suffix=".mp4", prefix=".tmp-render-", dir=out_path.parent)
     os.close(fd)
     frames_queue: queue.Queue = queue.Queue(QUEUE_DEPTH)
+    pixels_queue: queue.Queue = queue.Queue(QUEUE_DEPTH)
     stop = threading.Event()
     producer = threading.Thread(target=_produce, args=(stage, bodies, motions, num_frames, frames_queue, stop),
                                 daemon=True)
     encoder_log = tempfile.TemporaryFile()  # a file, not a pipe: ffmpeg can never block on a full stderr
-    encoder = subprocess.Popen(_ffmpeg_command(size * len(motions), size, fps, audio_path, temp_path),
-                               stdin=subprocess.PIPE, stderr=encoder_log)
-    pixels_queue: queue.Queue = queue.Queue(QUEUE_DEPTH)
-    writer = threading.Thread(target=_write_frames, args=(encoder, pixels_queue), daemon=True)
+    encoder = writer = None
     bar = None
     if progress is None:
         from tqdm import tqdm
 
         bar = tqdm(total=num_frames, unit="frame", desc="render", leave=False, disable=None)
     try:
+        encoder = subprocess.Popen(_ffmpeg_command(size * len(motions), size, fps, audio_path, temp_path),
+                                   stdin=subprocess.PIPE, stderr=encoder_log)
+        writer = threading.Thread(target=_write_frames, args=(encoder, pixels_queue), daemon=True)
         producer.start()
         writer.start()
         for done in range(1, num_frames + 1):
@@ -559,9 +561,11 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
             raise InputError(f"ffmpeg could not write the video: {lines[-1]}")
         os.replace(temp_path, out_path)
     except BaseException:
-        stop.set()
-        encoder.kill()
-        encoder.wait()
+        if encoder is not None:
+            encoder.kill()  # the writer's next write fails and it exits; a None wakes it if it is idle
+            encoder.wait()
+        with contextlib.suppress(queue.Full):
+            pixels_queue.put_nowait(None)
         Path(temp_path).unlink(missing_ok=True)
         raise
     finally:
@@ -576,21 +580,22 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
         encoder_log.close()
         stage.close()
     wall = time.perf_counter() - started
-    return {"frames": num_frames, "seconds": num_frames / fps, "fps": fps,
-            "render_fps": num_frames / wall, "wall_seconds": wall}
+    return {"frames": num_frames, "seconds": wall, "fps": num_frames / wall,
+            "video_seconds": num_frames / fps, "video_fps": fps}
 
 
 def _write_frames(encoder: subprocess.Popen, pixels: queue.Queue) -> None:
-    """Feed raw frames to ffmpeg until the sentinel; a dead ffmpeg is reported by its exit code."""
+    """Feed raw frames to ffmpeg until the sentinel. After ffmpeg dies the frames are drained unwritten, so
+    the renderer never blocks; the failure is reported from ffmpeg's exit code."""
+    alive = True
     while (frame := pixels.get()) is not None:
-        try:
-            encoder.stdin.write(frame)
-        except (BrokenPipeError, ValueError):
-            break
-    try:
+        if alive:
+            try:
+                encoder.stdin.write(frame)
+            except (BrokenPipeError, ValueError):
+                alive = False
+    with contextlib.suppress(BrokenPipeError):
         encoder.stdin.close()
-    except BrokenPipeError:
-        pass
 
 
 def render_still(motion: Motion, frame: int, out_png, body_path=None, size: int = 512,

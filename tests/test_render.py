@@ -127,3 +127,12 @@ def test_failure_leaves_nothing_behind(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         render_video([talking(10)], None, out, size=SIZE, progress=interrupt)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_encoder_failure_is_reported_and_cleaned_up(tmp_path, monkeypatch):
+    import asynfusion.render
+
+    monkeypatch.setattr(asynfusion.render, "ENCODER", ["-c:v", "no-such-codec"])
+    with pytest.raises(InputError, match="ffmpeg could not write the video"):
+        render_video([talking(40)], None, tmp_path / "out.mp4", size=SIZE, progress=lambda done, total: None)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,125 @@
+"""Training, resuming, distributed replicas and distillation, each a few steps on a tiny BEAT2-shaped folder."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import build_beat2_folder, tiny_config
+
+from asynfusion.checkpoint import load_checkpoint
+from asynfusion.distill import DistillConfig, distill
+from asynfusion.pipeline import Pipeline
+from asynfusion.train import TrainConfig, diffusion_loss, sample_timesteps, train
+
+CLIPS = {"1_a_0_1_1": (80, "train"), "2_b_0_2_2": (70, "train"), "3_c_0_3_3": (60, "test")}
+
+
+@pytest.fixture
+def data(tmp_path):
+    return build_beat2_folder(tmp_path / "beat2", CLIPS)
+
+
+def config(data, out, steps, **overrides):
+    values = dict(data=str(data), out=str(out), steps=steps, batch_size=4, window=32, stride=16, warmup=2,
+                  save_every=2, bf16=False)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_training_lowers_the_loss_and_writes_a_checkpoint(data, tmp_path):
+    model_config = tiny_config(expression_coeffs=100, expression_space="flame")
+    out = train(config(data, tmp_path / "ckpt", 30, lr=3e-3), model_config, {"trained_on": "tiny test data"})
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.trained and checkpoint.info["training"]["completed_steps"] == 30
+    # the trained EMA model fits its data better than a fresh one on the same noisy batch
+    from asynfusion.model import AsynFusionModel
+    from asynfusion.diffusion.schedule import NoiseSchedule
+    from asynfusion.train import load_training_data
+
+    train_data = load_training_data(str(data), model_config, 32, 16, checkpoint.stats)
+    generator = torch.Generator().manual_seed(0)
+    x0, audio, speaker = train_data.batch(torch.arange(len(train_data.expression)))
+    t = sample_timesteps(len(audio), 1000, 0.25, generator)
+    noise = {b: torch.randn(x0[b].shape, generator=generator) for b in x0}
+    trained, _ = diffusion_loss(checkpoint.models["diffusion"], NoiseSchedule(), x0, audio, speaker, t, noise, False)
+    fresh, _ = diffusion_loss(AsynFusionModel(model_config), NoiseSchedule(), x0, audio, speaker, t, noise, False)
+    assert trained.item() < fresh.item()
+
+
+def test_resume_after_a_crash_matches_a_straight_run(data, tmp_path, monkeypatch):
+    import asynfusion.train as training
+
+    model_config = tiny_config(expression_coeffs=100, expression_space="flame")
+    straight = load_checkpoint(train(config(data, tmp_path / "straight", 6), model_config))
+    calls = {"n": 0}
+    original = training.ema_update
+
+    def crash_after_four(*args):
+        original(*args)
+        calls["n"] += 1
+        if calls["n"] == 5:  # dies during step 5; the state of step 4 is on disk
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "ema_update", crash_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(data, tmp_path / "resumed", 6), model_config)
+    monkeypatch.setattr(training, "ema_update", original)
+    resumed = load_checkpoint(train(config(data, tmp_path / "resumed", 6), model_config))
+    assert resumed.info["training"]["completed_steps"] == 6
+    for key, value in straight.models["diffusion"].state_dict().items():
+        torch.testing.assert_close(resumed.models["diffusion"].state_dict()[key], value)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_ddp_keeps_replicas_identical(data, tmp_path):
+    checker = tmp_path / "check.py"
+    checker.write_text(f"""
+import sys, torch, torch.distributed as dist
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from conftest import tiny_config
+import asynfusion.train as T
+captured = {{}}
+original = T.ema_update
+def spy(target, source, decay):
+    original(target, source, decay)
+    captured['model'] = source
+T.ema_update = spy
+T.train(T.TrainConfig(data={str(data)!r}, out={str(tmp_path / 'ddp')!r}, steps=3, batch_size=2, window=32,
+                      stride=16, warmup=1, save_every=3, bf16=False),
+        tiny_config(expression_coeffs=100, expression_space="flame"))
+vector = torch.cat([p.detach().flatten() for p in captured['model'].parameters()])
+torch.save(vector, {str(tmp_path)!r} + f"/rank{{dist.get_rank()}}.pt")
+""")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             f"--master_port={free_port()}", str(checker)], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert torch.equal(rank0, rank1)
+    assert load_checkpoint(tmp_path / "ddp").info["training"]["world_size"] == 2
+
+
+def test_distillation_adds_lcm_weights_the_samplers_use(data, tmp_path):
+    model_config = tiny_config(expression_coeffs=100, expression_space="flame")
+    teacher = train(config(data, tmp_path / "teacher", 4), model_config)
+    out = distill(DistillConfig(data=str(data), teacher=str(teacher), out=str(tmp_path / "student"), steps=4,
+                                batch_size=4, warmup=1, save_every=2, bf16=False))
+    checkpoint = load_checkpoint(out)
+    assert set(checkpoint.models) == {"diffusion", "lcm"}
+    assert checkpoint.info["distillation"]["completed_steps"] == 4
+    assert checkpoint.model_for("lcm") is checkpoint.models["lcm"]
+    assert checkpoint.model_for("ddim") is checkpoint.models["diffusion"]
+    lcm_params = dict(checkpoint.models["lcm"].named_parameters())
+    assert any(not torch.equal(p, lcm_params[n]) for n, p in checkpoint.models["diffusion"].named_parameters())
+    motion, report = Pipeline(checkpoint).generate(torch.randn(16000 * 2).numpy() * 0.1, "async-lcm")
+    assert motion.num_frames == 60 and report.sampling.nfe_expression == 4
