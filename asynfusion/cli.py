@@ -70,7 +70,8 @@ def machine_description() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return f"{cpu}; {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads; GPU: {gpu}"
+    threads = torch.get_num_threads()
+    return f"{cpu}; {os.cpu_count()} cores, torch {torch.__version__} with {threads} threads; GPU: {gpu}"
 
 
 def bench_rows(pipeline, samples, repeats: int, samplers=("ddim", "sync-lcm", "async-lcm")) -> list[dict]:

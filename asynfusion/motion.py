@@ -96,8 +96,11 @@ class Motion:
         if self.expressions.shape[1] < NUM_EXPRESSIONS:  # pad e.g. a 50-component file to 100
             pad = NUM_EXPRESSIONS - self.expressions.shape[1]
             self.expressions = np.pad(self.expressions, ((0, 0), (0, pad)))
-        self.trans = np.zeros((len(self.poses), 3), np.float32) if self.trans is None else np.asarray(self.trans, np.float32)
-        betas = np.zeros(NUM_BETAS, np.float32) if self.betas is None else np.asarray(self.betas, np.float32).reshape(-1)
+        if self.trans is None:
+            self.trans = np.zeros((len(self.poses), 3))
+        self.trans = np.asarray(self.trans, np.float32)
+        betas = np.zeros(NUM_BETAS) if self.betas is None else np.asarray(self.betas).reshape(-1)
+        betas = betas.astype(np.float32)
         self.betas = np.pad(betas, (0, max(0, NUM_BETAS - len(betas))))[:NUM_BETAS]
 
     @property

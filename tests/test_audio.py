@@ -7,7 +7,14 @@ import soundfile
 from conftest import speech_like
 
 from asynfusion.audio import (
-    MEL_FEATURE_DIM, SAMPLE_RATE, SpeechEncoder, audio_features, load_audio, mel_features, num_motion_frames)
+    MEL_FEATURE_DIM,
+    SAMPLE_RATE,
+    SpeechEncoder,
+    audio_features,
+    load_audio,
+    mel_features,
+    num_motion_frames,
+)
 from asynfusion.errors import InputError
 
 

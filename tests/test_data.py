@@ -6,7 +6,7 @@ from conftest import build_beat2_folder
 
 from asynfusion.audio import SAMPLE_RATE, audio_feature_dim
 from asynfusion.data import build_windows, expression_space, load_clips, load_windows, read_split
-from asynfusion.motion import GESTURE_DIM, Motion, save_motion
+from asynfusion.motion import GESTURE_DIM
 
 # id -> (frames, split); BEAT2 ids put the speaker number first.
 CLIPS = {"2_scott_0_1_1": (150, "train"), "4_lawrence_0_2_2": (100, "train"), "2_scott_0_3_3": (90, "test")}

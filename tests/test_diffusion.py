@@ -4,7 +4,14 @@ from conftest import randomize_zero_inits, tiny_config
 
 from asynfusion.diffusion.sampler import SAMPLERS, sample, tick_plan
 from asynfusion.diffusion.schedule import (
-    NoiseSchedule, boundary_scalings, consistency_output, ddim_step, ddim_timesteps, lcm_step, lcm_timesteps)
+    NoiseSchedule,
+    boundary_scalings,
+    consistency_output,
+    ddim_step,
+    ddim_timesteps,
+    lcm_step,
+    lcm_timesteps,
+)
 from asynfusion.model import AsynFusionModel
 
 

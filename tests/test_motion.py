@@ -3,7 +3,15 @@ import pytest
 
 from asynfusion.errors import InputError
 from asynfusion.motion import (
-    GESTURE_JOINTS, JAW, Motion, NormStats, features_to_motion, load_motion, motion_to_features, save_motion)
+    GESTURE_JOINTS,
+    JAW,
+    Motion,
+    NormStats,
+    features_to_motion,
+    load_motion,
+    motion_to_features,
+    save_motion,
+)
 from asynfusion.rotation import axis_angle_to_6d, rotation_6d_to_axis_angle
 
 

@@ -36,8 +36,8 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint(data, tmp_path):
     checkpoint = load_checkpoint(out)
     assert checkpoint.trained and checkpoint.info["training"]["completed_steps"] == 30
     # the trained EMA model fits its data better than a fresh one on the same noisy batch
-    from asynfusion.model import AsynFusionModel
     from asynfusion.diffusion.schedule import NoiseSchedule
+    from asynfusion.model import AsynFusionModel
     from asynfusion.train import load_training_data
 
     train_data = load_training_data(str(data), model_config, 32, 16, checkpoint.stats)

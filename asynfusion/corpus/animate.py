@@ -280,7 +280,8 @@ def _animate_arms(rng, cues: SpeechCues, mood: float, joints: np.ndarray) -> np.
     raise_ = gaussian_filter1d(raise_target, sigma, axis=1, mode="nearest")
     for arm, side in enumerate(("left", "right")):
         mirror = MIRROR if arm else np.ones(3)
-        smooth = {key: gaussian_filter1d(value[arm], sigma, axis=0, mode="nearest") for key, value in shape_target.items()}
+        smooth = {key: gaussian_filter1d(value[arm], sigma, axis=0, mode="nearest")
+                  for key, value in shape_target.items()}
         drift = np.stack([_slow_noise(rng, num_frames, 20, 0.08) for _ in range(3)], -1) * raise_[arm, :, None]
         b = beat[arm][:, None]
         scale = gain * raise_[arm, :, None]
