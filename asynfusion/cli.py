@@ -53,8 +53,8 @@ def cmd_generate(args) -> None:
     if video:
         from .render import render_video
 
-        stats = render_video([motion], args.audio, video, labels=[f"{s.sampler} {s.steps_expression}/"
-                             f"{s.steps_gesture}  {report.seconds_total:.2f} s"], body_path=args.body, size=args.size)
+        stats = render_video([motion], args.audio, video, labels=[motion_label(motion, s.sampler)],
+                             body_path=args.body, size=args.size)
         print(f"{video}: {stats['frames']} frames rendered at {stats['fps']:.1f} fps")
 
 
@@ -115,13 +115,23 @@ def cmd_bench(args) -> None:
     print(f"audio: {rows[0]['audio_seconds']:.2f} s")
 
 
+def motion_label(motion, fallback: str) -> str:
+    """'async-lcm 4/8  0.31 s' from a motion's metadata; the file name for motions made elsewhere."""
+    meta = motion.metadata
+    if "sampler" not in meta:
+        return fallback
+    steps = f" {meta['steps_expression']}/{meta['steps_gesture']}" if "steps_expression" in meta else ""
+    seconds = f"  {meta['seconds_generation']:.2f} s" if "seconds_generation" in meta else ""
+    return f"{meta['sampler']}{steps}{seconds}"
+
+
 def cmd_render(args) -> None:
     from .motion import load_motion
     from .render import render_video
 
     out = _check_output(args.output, ".mp4")
     motions = [load_motion(path) for path in args.motion]
-    labels = [m.metadata.get("sampler", Path(p).stem) for m, p in zip(motions, args.motion)]
+    labels = [motion_label(m, Path(p).stem) for m, p in zip(motions, args.motion)]
     stats = render_video(motions, args.audio, out, labels=labels, body_path=args.body, size=args.size)
     print(f"{out}: {stats['frames']} frames at {stats['fps']:.1f} fps rendering")
 

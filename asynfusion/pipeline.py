@@ -147,4 +147,5 @@ class Pipeline:
             sampling, len(samples) / 16_000, seconds_features, seconds_stitch,
             seconds_features + sampling.seconds_total + seconds_stitch, len(starts),
             str(self.checkpoint.path or "in-memory"), self.checkpoint.trained)
+        motion.metadata["seconds_generation"] = round(report.seconds_total, 4)
         return motion, report

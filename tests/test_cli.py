@@ -80,3 +80,22 @@ def test_mismatched_checkpoint(tmp_path, tiny_checkpoint, speech_wav):
 def test_wrong_output_suffix(tmp_path, tiny_checkpoint, speech_wav):
     result = run("generate", speech_wav, "-o", tmp_path / "out.txt", "--checkpoint", tiny_checkpoint)
     assert result.returncode == 2 and ".npz" in result.stderr
+
+
+def test_generate_with_video_and_side_by_side_render(tmp_path, tiny_checkpoint, speech_wav):
+    out, video = tmp_path / "m.npz", tmp_path / "m.mp4"
+    assert main(["generate", str(speech_wav), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
+                 "--video", str(video), "--size", "128"]) == 0
+    assert video.stat().st_size > 1000
+    assert main(["generate", str(speech_wav), "-o", str(tmp_path / "d.npz"), "--checkpoint", str(tiny_checkpoint),
+                 "--sampler", "ddim", "--steps-expression", "2", "--steps-gesture", "2"]) == 0
+    both = tmp_path / "both.mp4"
+    assert main(["render", str(out), str(tmp_path / "d.npz"), "--audio", str(speech_wav), "-o", str(both),
+                 "--size", "128"]) == 0
+    assert both.stat().st_size > 1000
+
+
+def test_render_of_a_bad_motion_file(tmp_path, speech_wav):
+    (tmp_path / "bad.npz").write_text("no")
+    result = run("render", tmp_path / "bad.npz", "--audio", speech_wav, "-o", tmp_path / "x.mp4")
+    assert result.returncode == 2 and "not a readable" in result.stderr and not (tmp_path / "x.mp4").exists()

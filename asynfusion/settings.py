@@ -1,0 +1,91 @@
+"""The app's settings: every environment variable the demo reads, read in one place.
+
+    ASYNFUSION_CHECKPOINT      checkpoint folder (default: the shipped checkpoints/asynfusion)
+    ASYNFUSION_BODY            SMPL-X model file to render on (default: the free stand-in body)
+    ASYNFUSION_MAX_SECONDS     longest speech accepted, seconds (60); longer audio can be cut to its start
+    ASYNFUSION_QUEUE_SIZE      requests that may wait in the queue (16); more are turned away
+    ASYNFUSION_CACHE_EXAMPLES  eager | lazy | off: when the examples' results are computed (eager)
+    ASYNFUSION_RENDER_SIZE     video side in pixels for Generate (512)
+    ASYNFUSION_COMPARE_SIZE    side of each avatar's tile in the Compare video (384)
+    ASYNFUSION_PRECISION       bf16 | fp32 sampling precision (bf16)
+    ASYNFUSION_WORK_DIR        where each request's files go (a folder in the system temp dir)
+    ASYNFUSION_KEEP_SECONDS    request files older than this are deleted (3600)
+    ASYNFUSION_MAX_UPLOAD      largest upload Gradio accepts ("50mb")
+    SPACE_ID                   set by Hugging Face Spaces; with the `spaces` package, GPU work asks ZeroGPU
+
+Host and port are Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, read by `launch()` itself.
+"""
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+
+CACHE_MODES = ("eager", "lazy", "off")
+PRECISIONS = ("bf16", "fp32")
+
+
+@dataclass(frozen=True)
+class Settings:
+    checkpoint: str | None = None   # None: the checkpoint package default
+    body: str | None = None         # None: the renderer's default body
+    max_seconds: float = 60.0
+    queue_size: int = 16
+    cache_examples: str = "eager"   # eager: computed at launch, so the page opens with a result showing
+    render_size: int = 512
+    compare_size: int = 384         # 3-4 avatars side by side: smaller tiles keep Compare's render short
+    precision: str = "bf16"
+    work_dir: Path = Path(tempfile.gettempdir()) / "asynfusion-app"
+    keep_seconds: int = 3600
+    max_upload: str = "50mb"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Settings from the environment; an unusable value is an InputError naming the variable."""
+        env = os.environ if environ is None else environ
+        default = cls()
+
+        def number(name: str, fallback, kind, low):
+            text = env.get(name, "").strip()
+            if not text:
+                return fallback
+            try:
+                value = kind(text)
+            except ValueError:
+                raise InputError(f"{name}={text!r} is not a number") from None
+            if value < low:
+                raise InputError(f"{name}={text!r} must be at least {low}")
+            return value
+
+        def choice(name: str, fallback: str, allowed: tuple[str, ...]) -> str:
+            value = env.get(name, "").strip().lower() or fallback
+            if value not in allowed:
+                raise InputError(f"{name}={value!r}: choose one of {', '.join(allowed)}")
+            return value
+
+        sizes = {name: number(name, fallback, int, 64) for name, fallback in
+                 (("ASYNFUSION_RENDER_SIZE", default.render_size), ("ASYNFUSION_COMPARE_SIZE", default.compare_size))}
+        for name, size in sizes.items():
+            if size % 2:
+                raise InputError(f"{name}={size} must be even (H.264 needs even frame sizes)")
+        return cls(
+            checkpoint=env.get("ASYNFUSION_CHECKPOINT") or None,
+            body=env.get("ASYNFUSION_BODY") or None,
+            max_seconds=number("ASYNFUSION_MAX_SECONDS", default.max_seconds, float, 1.0),
+            queue_size=number("ASYNFUSION_QUEUE_SIZE", default.queue_size, int, 1),
+            cache_examples=choice("ASYNFUSION_CACHE_EXAMPLES", default.cache_examples, CACHE_MODES),
+            render_size=sizes["ASYNFUSION_RENDER_SIZE"],
+            compare_size=sizes["ASYNFUSION_COMPARE_SIZE"],
+            precision=choice("ASYNFUSION_PRECISION", default.precision, PRECISIONS),
+            work_dir=Path(env.get("ASYNFUSION_WORK_DIR") or default.work_dir),
+            keep_seconds=number("ASYNFUSION_KEEP_SECONDS", default.keep_seconds, int, 60),
+            max_upload=env.get("ASYNFUSION_MAX_UPLOAD") or default.max_upload,
+        )
+
+
+def on_space(environ: Mapping[str, str] | None = None) -> bool:
+    """Running on a Hugging Face Space, which sets SPACE_ID."""
+    return bool((os.environ if environ is None else environ).get("SPACE_ID"))
