@@ -201,8 +201,9 @@ def train_autoencoder(data: str | os.PathLike, config: AutoencoderConfig | None 
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     bar.close()
     model.eval()
-    record = {"trained_on": str(data), "windows": len(windows), "steps": steps, "batch_size": batch_size,
-              "seconds": round(time.perf_counter() - start, 1), "final_loss": round(float(np.mean(losses[-100:])), 5)}
+    record = {"trained_on": f"the train split of {data}", "windows": len(windows), "steps": steps,
+              "batch_size": batch_size, "seconds": round(time.perf_counter() - start, 1),
+              "final_loss": round(float(np.mean(losses[-100:])), 5)}
     try:  # how well held-out motion is reconstructed: the latents should describe unseen motion too
         held_out = load_windows(data, "val", config.window, 20, config.expression_coeffs)
         record["val_reconstruction_mse"] = {name: round(float(_reconstruction_loss(

@@ -259,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", nargs="*", default=[], help="checkpoints of other interaction variants")
     p.add_argument("--clips", type=int, default=0, help="evaluate on the first N held-out clips (0 = all)")
     p.add_argument("--json", default=None, help="also write the tables as JSON here")
+    p.add_argument("--autoencoder", default=None, help="motion autoencoder folder for FMD/FED/FGD "
+                   "(default: checkpoints/motion-autoencoder or $ASYNFUSION_AUTOENCODER)")
     p.set_defaults(run=cmd_eval)
     return parser
 

@@ -34,6 +34,9 @@ PAPER_URL = "https://arxiv.org/abs/2505.15058"
 SAMPLER_NAMES = {"ddim": "DDIM", "sync-lcm": "sync LCM", "async-lcm": "async LCM"}
 COMPARED = ("ddim", "sync-lcm", "async-lcm")  # each at its paper step counts: 25/25, 8/8, 4/8
 BASELINE = "rule-based"
+TIMING_COLUMNS = ["measure", "value"]
+COMPARE_COLUMNS = ["sampler", "steps E/G", "NFE E", "NFE G", "seconds E", "seconds G", "seconds total", "GFLOPs",
+                   "real-time factor", "speed-up vs DDIM"]
 CHART_ORDER = ["DDIM 25/25", "sync LCM 8/8", "async LCM 4/8", "rule-based baseline"]  # the bar chart's x order
 MAX_DDIM_STEPS = 100
 MAX_SEED = 2**31 - 1
@@ -297,7 +300,7 @@ def timing_table(report, features_seconds: float, render: dict) -> pd.DataFrame:
         ("audio length: seconds", round(report.audio_seconds, 2)),
         ("real-time factor (generation / audio length)", round(generation / report.audio_seconds, 4)),
     ]
-    return pd.DataFrame(rows, columns=["measure", "value"], dtype=object)
+    return pd.DataFrame(rows, columns=TIMING_COLUMNS, dtype=object)
 
 
 @dataclass
@@ -406,6 +409,7 @@ def compare(audio_path: str | Path | None, seed: float | None = 0, trim: bool = 
     table["real-time factor"] = (table["seconds total"] / speech.seconds).round(4)
     ddim = table["seconds total"].iloc[0]
     table["speed-up vs DDIM"] = (ddim / table["seconds total"].clip(lower=1e-9)).round(2)
+    table = table[COMPARE_COLUMNS]
     chart = comparison_chart(table)
     cut = f" (its first {settings.max_seconds:g} s)" if speech.trimmed else ""
     note = (f"Same {speech.seconds:.1f} s of speech{cut} and seed {seed} for every sampler; E = expression branch, "

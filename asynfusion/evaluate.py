@@ -53,8 +53,12 @@ class Method:
 
     name: str
     motions: list[Motion]
-    seconds: float = float("nan")    # generation time summed over clips
+    clip_seconds: list[float] = field(default_factory=list)  # generation time of each clip
     info: dict = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(self.clip_seconds)) if self.clip_seconds else float("nan")
 
 
 # ----------------------------------------------------------------------------
@@ -118,9 +122,12 @@ def _mean(values) -> float:
 # Generating
 # ----------------------------------------------------------------------------
 def rule_based(clips: list[Clip]) -> Method:
-    start = time.perf_counter()
-    motions = [animate(clip.samples, seed=BASELINE_SEED + i) for i, clip in enumerate(clips)]
-    return Method("rule-based", motions, time.perf_counter() - start)
+    motions, seconds = [], []
+    for i, clip in enumerate(clips):
+        start = time.perf_counter()
+        motions.append(animate(clip.samples, seed=BASELINE_SEED + i))
+        seconds.append(time.perf_counter() - start)
+    return Method("rule-based", motions, seconds)
 
 
 class Generator:
@@ -148,12 +155,12 @@ class Generator:
         cached = self.cache.get(key)
         count = len(self.clips) if num_clips is None else num_clips
         if cached is not None and len(cached.motions) >= count:
-            return Method(cached.name, cached.motions[:count], cached.seconds, cached.info)
-        motions, seconds, info = [], 0.0, {}
+            return Method(cached.name, cached.motions[:count], cached.clip_seconds[:count], cached.info)
+        motions, seconds, info = [], [], {}
         for clip, features in _progress(list(zip(self.clips, self.features))[:count], f"{sampler} seed {seed}"):
             motion, report = self.pipeline.generate(clip.samples, sampler, seed=seed, features=features)
             motions.append(motion)
-            seconds += report.seconds_total
+            seconds.append(report.seconds_total)
             info = {"steps_expression": report.sampling.steps_expression,
                     "steps_gesture": report.sampling.steps_gesture}
         method = Method(f"{sampler} {info['steps_expression']}/{info['steps_gesture']}", motions, seconds, info)
@@ -238,7 +245,9 @@ def evaluate(data: str, checkpoint: str | None = None, ablations: list[str] = ()
 def _cell(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):  # untrained models reach distances in the millions: keep the columns short
+        return f"{value:.3g}" if abs(value) >= 1e4 else f"{value:.{digits}f}"
+    return str(value)
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -291,7 +300,7 @@ def _json_ready(value):
 
 def main(args) -> None:
     """The `eval` command: print the tables; with --json also write them there."""
-    report = evaluate(args.data, args.checkpoint, args.ablation, args.clips)
+    report = evaluate(args.data, args.checkpoint, args.ablation, args.clips, autoencoder=args.autoencoder)
     print(format_tables(report))
     if args.json:
         path = Path(args.json)
