@@ -15,8 +15,6 @@ their concatenation. Shipped in checkpoints/motion-autoencoder/:
 import argparse
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -124,20 +122,13 @@ class MotionAutoencoder(nn.Module):
 # ----------------------------------------------------------------------------
 def save_autoencoder(path: str | os.PathLike, model: MotionAutoencoder, info: dict | None = None) -> Path:
     """Write config.json and model.safetensors into a folder, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-autoencoder-", dir=path.parent))
-    try:
+    from .checkpoint import atomic_folder
+
+    with atomic_folder(path) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
         record = {"format": FORMAT, "config": asdict(model.config), **(info or {})}
         (tmp / "config.json").write_text(json.dumps(record, indent=2) + "\n")
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return Path(path)
 
 
 def load_autoencoder(path: str | os.PathLike | None = None) -> MotionAutoencoder:

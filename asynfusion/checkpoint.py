@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,12 +50,25 @@ class Checkpoint:
         return self.models.get("lcm" if rule == "lcm" else "diffusion", self.models["diffusion"])
 
 
-def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint, half: bool = True) -> None:
-    """Write a checkpoint folder atomically (fp16 weights by default: half the size, same motion)."""
+@contextmanager
+def atomic_folder(path: str | os.PathLike):
+    """Yields a temporary folder beside `path` that replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
     try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint, half: bool = True) -> None:
+    """Write a checkpoint folder atomically (fp16 weights by default: half the size, same motion)."""
+    with atomic_folder(path) as tmp:
         for name, model in checkpoint.models.items():
             state = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
                      for k, v in model.state_dict().items()}
@@ -62,12 +76,6 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint, half: bool 
         save_numpy(checkpoint.stats.to_dict(), tmp / "stats.safetensors")
         record = {"format": FORMAT, "model": checkpoint.config.to_dict(), **checkpoint.info}
         (tmp / "config.json").write_text(json.dumps(record, indent=2) + "\n")
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
