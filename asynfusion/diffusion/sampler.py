@@ -151,12 +151,19 @@ _FLOPS_CACHE: dict[tuple, dict[str, float]] = {}
 
 
 def evaluation_gflops(model: AsynFusionModel, audio: torch.Tensor, speaker=None) -> dict[str, float]:
-    """GFLOPs of the audio encoder and of one evaluation of each branch alone, counted with
-    torch.utils.flop_counter on inputs of this shape (cached per model and shape).
+    """GFLOPs of the audio encoder and of one evaluation of each branch alone for this batch,
+    counted with torch.utils.flop_counter.
 
     A tick that runs both branches does exactly the work of the two single-branch evaluations,
-    so NFE x these numbers is the counted total of a sampling run.
+    so NFE x these numbers is the counted total of a sampling run. Windows are independent, so the
+    count is made once for one window of this length (cached per model) and scaled by the batch.
     """
+    batch = audio.shape[0]
+    per_window = _window_gflops(model, audio[:1], None if speaker is None else speaker[:1])
+    return {name: value * batch for name, value in per_window.items()}
+
+
+def _window_gflops(model: AsynFusionModel, audio: torch.Tensor, speaker) -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
     key = (id(model), tuple(audio.shape))
