@@ -118,6 +118,11 @@ def _header_seconds(path: Path) -> float | None:
     return info.frames / info.samplerate if info.samplerate else None
 
 
+def trim_label(cap: float) -> str:
+    """The checkbox that cuts long audio to the cap (the refusal message names it)."""
+    return f"Use only the first {cap:g} s of longer audio"
+
+
 def read_speech(audio_path: str | Path | None, settings: Settings, trim: bool, folder: Path) -> Speech:
     """Load and check the visitor's audio: present, decodable, long enough, within the cap (or cut to
     it when `trim`), not silent."""
@@ -134,7 +139,7 @@ def read_speech(audio_path: str | Path | None, settings: Settings, trim: bool, f
     if len(samples) > cap * SAMPLE_RATE:
         if not trim:
             raise InputError(f"The audio is {len(samples) / SAMPLE_RATE:.1f} s long, past the {cap:g} s limit: tick "
-                             f"'Use only the first {cap:g} s' (trim=True in the API), or upload a shorter clip.")
+                             f"'{trim_label(cap)}' (trim=True in the API), or upload a shorter clip.")
         import soundfile
 
         samples = samples[: int(cap * SAMPLE_RATE)]

@@ -76,10 +76,15 @@ def blend_weights(window: int, overlap: int, first: bool, last: bool) -> np.ndar
 class Pipeline:
     """A loaded checkpoint and everything needed to turn 16 kHz speech into a Motion."""
 
-    def __init__(self, checkpoint: Checkpoint | str | None = None, precision: str = "bf16", threads: int = 0):
+    def __init__(self, checkpoint: Checkpoint | str | None = None, precision: str = "bf16", threads: int = 0,
+                 device: str | None = None):
         self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
         self.config = self.checkpoint.config
         self.dtype = PRECISIONS[precision]
+        # the GPU when there is one; on a CPU-only machine (or device="cpu") everything stays on the CPU
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        for model in self.checkpoint.models.values():
+            model.to(self.device)
         if threads:
             torch.set_num_threads(threads)
 
@@ -107,7 +112,7 @@ class Pipeline:
         window = min(config.window_frames, num_frames)
         overlap = window // 4
         starts = window_starts(num_frames, window, overlap)
-        batch = torch.from_numpy(np.stack([audio[s:s + window] for s in starts])).float()  # (B, W, A)
+        batch = torch.from_numpy(np.stack([audio[s:s + window] for s in starts])).float().to(self.device)  # (B,W,A)
 
         dims = {"expression": config.expression_dim, "gesture": config.gesture_dim}
 
@@ -117,7 +122,8 @@ class Pipeline:
             whole = torch.randn(num_frames, dims[branch], generator=generator)
             return torch.stack([whole[s:s + window] for s in starts])
 
-        speakers = torch.full((len(starts),), speaker, dtype=torch.long) if config.num_speakers else None
+        speakers = torch.full((len(starts),), speaker, dtype=torch.long, device=self.device) \
+            if config.num_speakers else None
         rule = SAMPLERS[sampler][0]
         model = self.checkpoint.model_for(rule)
         x, sampling = sample(model, batch, sampler, steps_expression, steps_gesture, draw_noise,
@@ -130,7 +136,7 @@ class Pipeline:
             weight = np.zeros((num_frames, 1), np.float32)
             for i, s in enumerate(starts):
                 w = blend_weights(window, overlap, i == 0, i == len(starts) - 1)[:, None]
-                total[s:s + window] += w * x[b][i].numpy()
+                total[s:s + window] += w * x[b][i].float().cpu().numpy()
                 weight[s:s + window] += w
             stitched[b] = total / weight
         expression = stitched["expression"] * stats.expression_std + stats.expression_mean

@@ -46,4 +46,5 @@ def make_examples(out_dir: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    make_examples(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "assets" / "examples")
+    default = Path(__file__).resolve().parents[1] / "assets" / "examples"
+    make_examples(Path(sys.argv[1]) if len(sys.argv) > 1 else default)

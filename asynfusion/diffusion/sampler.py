@@ -105,25 +105,26 @@ def sample(
     config = model.config
     schedule = NoiseSchedule(config.num_train_timesteps)
     batch, frames, _ = audio.shape
+    device = audio.device
     dims = {"expression": config.expression_dim, "gesture": config.gesture_dim}
     if draw_noise is None:
-        def draw_noise(branch, k):
+        def draw_noise(branch, k):  # drawn on the CPU: the same seed gives the same motion on any device
             return torch.randn(batch, frames, dims[branch], generator=generator)
 
     timesteps = {b: branch_timesteps(rule, b, steps[b], config.num_train_timesteps) for b in BRANCHES}
     previous = {b: previous_timesteps(timesteps[b]) for b in BRANCHES}
-    autocast = torch.autocast("cpu", dtype=dtype) if dtype != torch.float32 else nullcontext()
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
 
     start = time.perf_counter()
     with autocast:
         audio_features = model.encode_audio(audio)
     stats.seconds_audio = time.perf_counter() - start
-    x = {b: draw_noise(b, 0) for b in BRANCHES}
+    x = {b: draw_noise(b, 0).to(device) for b in BRANCHES}
     done = dict.fromkeys(BRANCHES, 0)  # steps taken per branch
     buffer = FeatureBuffer()
     clock = _BranchClock()
     for active in tick_plan(steps["expression"], steps["gesture"]):
-        t = {b: torch.full((batch,), timesteps[b][done[b]], dtype=torch.long) for b in active}
+        t = {b: torch.full((batch,), timesteps[b][done[b]], dtype=torch.long, device=device) for b in active}
         with autocast:
             v = model.denoise({b: x[b] for b in active}, t, audio_features, speaker, buffer, clock.seconds)
         for b in active:
@@ -133,10 +134,12 @@ def sample(
             if rule == "ddim":
                 x[b], _ = ddim_step(schedule, out, t_now, t_prev, x[b])
             else:
-                noise = draw_noise(b, done[b] + 1) if t_prev >= 0 else None
+                noise = draw_noise(b, done[b] + 1).to(device) if t_prev >= 0 else None
                 x[b], _ = lcm_step(schedule, out, t_now, t_prev, x[b], noise)
             done[b] += 1
             clock.seconds[b] += time.perf_counter() - step_start
+    if device.type == "cuda":  # GPU work is asynchronous: wait for it before reading the clock
+        torch.cuda.synchronize(device)
     stats.seconds_total = time.perf_counter() - start
     stats.nfe_expression, stats.nfe_gesture = done["expression"], done["gesture"]
     stats.seconds_expression, stats.seconds_gesture = clock.seconds["expression"], clock.seconds["gesture"]
@@ -172,8 +175,8 @@ def _window_gflops(model: AsynFusionModel, audio: torch.Tensor, speaker) -> dict
     config = model.config
     batch, frames, _ = audio.shape
     dims = {"expression": config.expression_dim, "gesture": config.gesture_dim}
-    t = {b: torch.zeros(batch, dtype=torch.long) for b in BRANCHES}
-    x = {b: torch.zeros(batch, frames, dims[b]) for b in BRANCHES}
+    t = {b: torch.zeros(batch, dtype=torch.long, device=audio.device) for b in BRANCHES}
+    x = {b: torch.zeros(batch, frames, dims[b], device=audio.device) for b in BRANCHES}
     result = {}
     with torch.inference_mode():
         with FlopCounterMode(display=False) as counter:

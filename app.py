@@ -1,0 +1,97 @@
+"""The Gradio app: speech in, a talking SMPL-X avatar out, and the samplers compared side by side.
+
+    python app.py      # host and port: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; the rest: asynfusion/settings.py
+
+The page only lays things out; asynfusion.demo does the work and returns file paths and tables.
+"""
+
+import os
+import random
+import sys
+
+import gradio as gr
+
+from asynfusion import demo as handlers
+from asynfusion.errors import InputError
+from asynfusion.settings import Settings
+
+try:
+    settings = Settings.from_env()
+    introduction = handlers.about(settings)  # loads the checkpoint: a bad path or setting stops here, in one line
+except InputError as error:
+    sys.exit(f"app.py: {error}")
+# Cached example results depend on the checkpoint: a folder per checkpoint keeps old results from showing.
+os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(handlers.examples_cache_dir(settings)))
+
+
+def generate(audio, sampler, steps_expression, steps_gesture, seed, trim, speaker, progress=gr.Progress()):
+    try:
+        result = handlers.generate(audio, sampler, steps_expression, steps_gesture, seed, trim, speaker,
+                                   settings=settings, progress=progress)
+    except InputError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+    return result.video, result.motion, result.timings, result.note
+
+
+def compare(audio, seed, trim, baseline, speaker, progress=gr.Progress()):
+    try:
+        result = handlers.compare(audio, seed, trim, baseline, speaker, settings=settings, progress=progress)
+    except InputError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+    return result.video, result.table, result.chart, result.note
+
+
+with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings.keep_seconds)) as demo:
+    gr.Markdown(introduction)
+    with gr.Row():
+        with gr.Column():
+            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech", elem_id="speech")
+            trim = gr.Checkbox(label=handlers.trim_label(settings.max_seconds))
+            sampler = gr.Radio([("DDIM 25/25", "ddim"), ("sync LCM 8/8", "sync-lcm"), ("async LCM 4/8", "async-lcm")],
+                               value="async-lcm", label="Sampler")
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row():
+                    steps_expression = gr.Number(0, precision=0, minimum=0, label="Expression steps (0 = default)")
+                    steps_gesture = gr.Number(0, precision=0, minimum=0, label="Gesture steps (0 = default)")
+                with gr.Row():
+                    seed = gr.Number(0, precision=0, minimum=0, maximum=handlers.MAX_SEED, label="Seed")
+                    dice = gr.Button("Random seed", size="sm")
+                speakers = handlers.speaker_count(settings)
+                speaker = gr.Number(0, precision=0, minimum=0, maximum=max(speakers - 1, 0), visible=speakers > 0,
+                                    label=f"Speaker style (0-{speakers - 1})")
+            generate_button = gr.Button("Generate", variant="primary")
+            examples = gr.Column()
+        with gr.Column():
+            video = gr.Video(label="Avatar", autoplay=True, elem_id="avatar")
+            timings = gr.Dataframe(headers=handlers.TIMING_COLUMNS, label="Timing", interactive=False,
+                                   elem_id="timings")
+            motion = gr.File(label="Motion (.npz, BEAT2 / SMPL-X layout)")
+            note = gr.Markdown(label="Note")
+    with examples:  # under the inputs; declared here because it needs the outputs
+        gr.Examples([[path] for path in handlers.example_paths()], [audio], [video, motion, timings, note],
+                    fn=lambda path: generate(path, "async-lcm", 0, 0, 0, False, 0),
+                    cache_examples=settings.cache_examples != "off",
+                    cache_mode=None if settings.cache_examples == "off" else settings.cache_examples,
+                    preload=0 if settings.cache_examples == "eager" else False)
+
+    gr.Markdown("## Compare the samplers on the same speech and seed")
+    with gr.Row():
+        baseline = gr.Checkbox(label="Add the rule-based baseline (no network)")
+        compare_button = gr.Button("Compare", variant="primary")
+    compare_video = gr.Video(label="Side by side", autoplay=True, elem_id="compare-video")
+    compare_table = gr.Dataframe(headers=handlers.COMPARE_COLUMNS, label="Per sampler", interactive=False,
+                                 elem_id="compare-table")
+    with gr.Row():
+        chart = gr.BarPlot(x="sampler", y="seconds", color="part", sort=handlers.CHART_ORDER, y_title="seconds",
+                           label="Generation time per sampler, split by branch", scale=3)
+        compare_note = gr.Markdown(label="Compare note")
+
+    dice.click(lambda: random.randint(0, handlers.MAX_SEED), outputs=seed, api_visibility="private", queue=False)
+    generate_button.click(generate, [audio, sampler, steps_expression, steps_gesture, seed, trim, speaker],
+                          [video, motion, timings, note], api_name="generate", concurrency_id="work")
+    compare_button.click(compare, [audio, seed, trim, baseline, speaker],
+                         [compare_video, compare_table, chart, compare_note], api_name="compare", concurrency_id="work")
+demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
+
+if __name__ == "__main__":
+    demo.launch(allowed_paths=[str(settings.work_dir)], max_file_size=settings.max_upload)
