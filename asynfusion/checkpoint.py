@@ -56,6 +56,7 @@ def atomic_folder(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint folder is meant to be shared
     try:
         yield tmp
         if path.exists():
