@@ -21,7 +21,7 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .diffusion.sampler import LCM_SOLVER_STEPS
 from .diffusion.schedule import NoiseSchedule, consistency_output, ddim_step, solver_grid
 from .model import BRANCHES
-from .train import distributed, ema_update, learning_rate, load_state, load_training_data, progress_bar, save_state
+from .train import distributed, learning_rate, load_state, load_training_data, optimize, progress_bar, save_state
 
 
 @dataclass
@@ -89,18 +89,12 @@ def distill(config: DistillConfig) -> Path:
             # at s = -1 the consistency function is the identity on the clean sample
             goal = {b: torch.where((s[b] < 0).view(-1, 1, 1), x_s[b], goal[b]) for b in BRANCHES}
         # 3. the student's consistency output at t, pulled towards it
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * learning_rate(step, config.steps, config.warmup)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             v_student = network(x_t, t, audio, speaker)
         losses = {b: F.huber_loss(consistency_output(schedule, v_student[b].float(), t[b], x_t[b]), goal[b],
                                   delta=1.0) for b in BRANCHES}
-        loss = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        optimizer.step()
-        ema_update(target, student, config.target_decay)
+        optimize(sum(losses.values()), student, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
+                 target, config.target_decay)
         bar.update(1)
         bar.set_postfix(expression=f"{losses['expression'].item():.4f}", gesture=f"{losses['gesture'].item():.4f}")
         if rank == 0 and ((step + 1) % config.save_every == 0 or step + 1 == config.steps):

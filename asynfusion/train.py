@@ -111,6 +111,19 @@ def ema_update(target: torch.nn.Module, source: torch.nn.Module, decay: float) -
         p_target.lerp_(p_source.detach(), 1 - decay)
 
 
+def optimize(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer, lr: float,
+             average: torch.nn.Module, decay: float) -> None:
+    """One update at learning rate `lr`: backward, clip the gradient norm at 1, step, then the
+    averaged copy (training's EMA weights, distillation's target network) follows."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    ema_update(average, model, decay)
+
+
 def save_state(path: Path, **state) -> None:
     """Resume state (our own file, reloaded with weights_only=True: no arbitrary unpickling)."""
     tmp = path.with_suffix(".tmp")
@@ -196,14 +209,9 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         x0, audio, speaker = data.batch(index)
         t = sample_timesteps(config.batch_size, model_config.num_train_timesteps, config.same_timestep, generator)
         noise = {b: torch.randn(x0[b].shape, generator=generator) for b in BRANCHES}
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * learning_rate(step, config.steps, config.warmup)
         loss, log = diffusion_loss(network, schedule, x0, audio, speaker, t, noise, config.bf16)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        ema_update(ema, model, config.ema_decay)
+        optimize(loss, model, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
+                 ema, config.ema_decay)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.1e}")
         if rank == 0 and ((step + 1) % config.save_every == 0 or step + 1 == config.steps):
