@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, fields
 from .motion import EXPRESSION_SPACES, GESTURE_DIM, expression_dim_of
 
 INTERACTIONS = ("none", "e2g", "g2e", "naive", "cosync")  # the rows of the paper's Table 2
+PREDICTIONS = ("x0", "v")
 
 
 @dataclass
@@ -21,12 +22,15 @@ class ModelConfig:
     num_speakers: int = 0           # >0 adds a learned speaker/style embedding to the conditioning
     window_frames: int = 64         # training window; long audio is generated in windows of this length
     num_train_timesteps: int = 1000
+    prediction: str = "x0"          # what the network outputs: "x0" (clean motion) or "v"; see model.py
 
     def __post_init__(self):
         if self.interaction not in INTERACTIONS:
             raise ValueError(f"interaction must be one of {INTERACTIONS}, got {self.interaction!r}")
         if self.expression_space not in EXPRESSION_SPACES:
             raise ValueError(f"expression_space must be one of {EXPRESSION_SPACES}, got {self.expression_space!r}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
 
@@ -47,4 +51,4 @@ class ModelConfig:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown model config fields: {sorted(unknown)}")
-        return cls(**values)
+        return cls(**{"prediction": "v", **values})  # checkpoints from before the field predicted v

@@ -40,7 +40,8 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.01
     warmup: int = 200
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999       # reached after warm-up: the decay at step k is min(ema_decay, (1+k)/(10+k))
+    snr_gamma: float = 5.0         # min-SNR-gamma weighting of the noise loss (Hang et al. 2023); 0 = off
     same_timestep: float = 0.25    # fraction of samples where both branches share t (as at sync sampling)
     window: int = 64
     stride: int = 20
@@ -154,10 +155,23 @@ def sample_timesteps(batch: int, num_train_timesteps: int, same_fraction: float,
     return {"expression": t_expression, "gesture": torch.where(same, t_expression, t_gesture)}
 
 
+def noise_loss_weights(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-sample weight min(SNR, gamma) / SNR of the noise loss (1 when gamma is 0).
+
+    The noise error is sqrt(SNR) times the clean-motion error, so an unweighted noise loss spends
+    almost all its gradient on the least noisy timesteps (SNR ~ 1e4 at t = 0); the weight caps that.
+    """
+    if not gamma:
+        return torch.ones(len(t))
+    a = schedule.alpha_bar_at(t)
+    snr = a / (1 - a)
+    return snr.clamp(max=gamma) / snr
+
+
 def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], audio: torch.Tensor,
                    speaker: torch.Tensor, t: dict[str, torch.Tensor], noise: dict[str, torch.Tensor],
-                   bf16: bool) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. 8-11 summed over both branches; returns (loss, per-term log)."""
+                   bf16: bool, snr_gamma: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 8-11 summed over both branches, the noise term min-SNR weighted; returns (loss, per-term log)."""
     x_t = {b: schedule.add_noise(x0[b], noise[b], t[b]) for b in BRANCHES}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         v = model(x_t, t, audio, speaker)
@@ -167,7 +181,8 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
         noise_hat = schedule.predicted_noise(prediction, x_t[b], t[b])
         x0_hat = schedule.predicted_x0(prediction, x_t[b], t[b])
         terms = {
-            "noise": F.mse_loss(noise_hat, noise[b]),                                               # eq. 8
+            "noise": ((noise_hat - noise[b]).pow(2).mean((1, 2))                                    # eq. 8
+                      * noise_loss_weights(schedule, t[b], snr_gamma)).mean(),
             "velocity": F.mse_loss(x0_hat[:, 1:] - x0_hat[:, :-1], x0[b][:, 1:] - x0[b][:, :-1]),  # eq. 9
             "huber": F.huber_loss(x0_hat, x0[b], delta=1.0),                                       # eq. 10
         }
@@ -209,9 +224,9 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         x0, audio, speaker = data.batch(index)
         t = sample_timesteps(config.batch_size, model_config.num_train_timesteps, config.same_timestep, generator)
         noise = {b: torch.randn(x0[b].shape, generator=generator) for b in BRANCHES}
-        loss, log = diffusion_loss(network, schedule, x0, audio, speaker, t, noise, config.bf16)
+        loss, log = diffusion_loss(network, schedule, x0, audio, speaker, t, noise, config.bf16, config.snr_gamma)
         optimize(loss, model, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
-                 ema, config.ema_decay)
+                 ema, min(config.ema_decay, (1 + step) / (10 + step)))
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.1e}")
         if rank == 0 and ((step + 1) % config.save_every == 0 or step + 1 == config.steps):

@@ -3,6 +3,7 @@ import torch
 from conftest import randomize_zero_inits, tiny_config
 
 from asynfusion.config import INTERACTIONS
+from asynfusion.diffusion.schedule import NoiseSchedule
 from asynfusion.model import BRANCHES, AsynFusionModel, FeatureBuffer
 
 
@@ -82,12 +83,32 @@ def test_a_branch_cannot_read_an_empty_buffer():
         model.denoise({"gesture": x["gesture"]}, {"gesture": t["gesture"]}, model.encode_audio(audio))
 
 
-def test_zero_initialized_model_predicts_zero():
-    config = tiny_config()
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+def test_zero_initialized_model_predicts_the_mean_motion(prediction):
+    """adaLN-Zero: the untrained network outputs 0, i.e. x0 = 0 (the normalized mean) or v = 0."""
+    config = tiny_config(prediction=prediction)
     x, t, audio = inputs(config)
     out = AsynFusionModel(config)(x, t, audio)
+    schedule = NoiseSchedule(config.num_train_timesteps)
     for b in BRANCHES:
-        assert torch.count_nonzero(out[b]) == 0
+        x0 = schedule.predicted_x0(out[b], x[b], t[b])
+        if prediction == "x0":
+            assert torch.allclose(x0, torch.zeros_like(x0), atol=1e-4)
+        else:
+            assert torch.count_nonzero(out[b]) == 0
+
+
+def test_x0_prediction_round_trips_through_v():
+    """denoise() hands samplers v; recovering x0 and noise from it gives back what the network meant."""
+    config = tiny_config()
+    model = AsynFusionModel(config)
+    schedule = NoiseSchedule(config.num_train_timesteps)
+    x0, noise = torch.randn(3, 8, 5), torch.randn(3, 8, 5)
+    t = torch.tensor([0, 500, 999])
+    x_t = schedule.add_noise(x0, noise, t)
+    v = model.as_velocity(x0, x_t, t)
+    assert torch.allclose(schedule.predicted_x0(v, x_t, t), x0, atol=1e-4)
+    assert torch.allclose(schedule.predicted_noise(v, x_t, t)[1:], noise[1:], atol=1e-3)
 
 
 def test_speaker_embedding_conditions_both_branches():
