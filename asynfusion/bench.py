@@ -1,14 +1,24 @@
 """`python -m asynfusion bench AUDIO`: the paper's efficiency tables (3 and 4) on this machine.
 
-Median seconds of each sampler after a warm-up, NFE, counted FLOPs and seconds per branch, the
-real-time factor, and the machine it ran on.
+For DDIM 25/25, sync LCM 8/8 and async LCM 4/8: network evaluations, seconds and counted FLOPs
+per branch, feature / sampling / stitching seconds, total generation seconds and the real-time
+factor, each the median of `--repeats` runs after a warm-up. Then what each interaction variant of
+the same model costs with async LCM (the cost only: the variants' weights are untrained), and the
+rendering rate of the mesh video. The machine (CPU model, cores, torch threads, GPU) is printed
+with the results, and `--json` gives all of it as one object.
 """
 
 import json
 import os
 import platform
 import statistics
+import tempfile
+from dataclasses import replace
 from pathlib import Path
+
+SAMPLER_ORDER = ("ddim", "sync-lcm", "async-lcm")
+MEDIAN_KEYS = ("seconds_expression", "seconds_gesture", "seconds_features", "seconds_sampling", "seconds_stitch",
+               "seconds_total", "realtime_factor")
 
 
 def machine_description() -> str:
@@ -27,18 +37,73 @@ def machine_description() -> str:
     return f"{cpu}; {os.cpu_count()} cores, torch {torch.__version__} with {threads} threads; GPU: {gpu}"
 
 
-def bench_rows(pipeline, samples, repeats: int, samplers=("ddim", "sync-lcm", "async-lcm")) -> list[dict]:
-    """Median over `repeats` timed runs of each sampler, after one warm-up run each."""
+def timed_row(pipeline, samples, sampler: str, features, repeats: int) -> dict:
+    """One sampler's benchmark row: the median of `repeats` runs after one warm-up run."""
+    pipeline.generate(samples, sampler, features=features)  # warm-up: first calls pay one-off setup
+    runs = [pipeline.generate(samples, sampler, features=features)[1].row() for _ in range(repeats)]
+    row = dict(runs[0])
+    for key in MEDIAN_KEYS:
+        row[key] = round(statistics.median(r[key] for r in runs), 4)
+    return row
+
+
+def bench_rows(pipeline, samples, repeats: int, samplers=SAMPLER_ORDER) -> list[dict]:
+    """Median rows of each sampler; the audio features are computed once and timed once."""
+    import time
+
+    start = time.perf_counter()
     features = pipeline.features(samples)
+    seconds_features = time.perf_counter() - start
     rows = []
     for name in samplers:
-        pipeline.generate(samples, name, features=features)  # warm-up
-        runs = [pipeline.generate(samples, name, features=features)[1].row() for _ in range(repeats)]
-        row = dict(runs[0])
-        for key in ("seconds_expression", "seconds_gesture", "seconds_total", "realtime_factor"):
-            row[key] = round(statistics.median(r[key] for r in runs), 4)
+        row = timed_row(pipeline, samples, name, features, repeats)
+        # the runs reused precomputed features: count the (warm) extraction once, as a real run pays it
+        row["seconds_features"] = round(seconds_features, 4)
+        row["seconds_total"] = round(row["seconds_total"] + seconds_features, 4)
+        row["realtime_factor"] = round(row["seconds_total"] / row["audio_seconds"], 4)
         rows.append(row)
     return rows
+
+
+def interaction_rows(pipeline, samples, repeats: int, sampler: str = "async-lcm") -> list[dict]:
+    """What each interaction variant of this checkpoint's architecture costs with one sampler.
+
+    The variants are built with untrained weights: time and FLOPs of dense layers do not depend on
+    the values, so this is their cost, not their quality (quality: `eval --ablation`).
+    """
+    from .checkpoint import untrained_checkpoint
+    from .config import INTERACTIONS
+    from .pipeline import PRECISIONS, Pipeline
+
+    features = pipeline.features(samples)
+    precision = next(name for name, dtype in PRECISIONS.items() if dtype == pipeline.dtype)
+    rows = []
+    for interaction in INTERACTIONS:
+        variant = Pipeline(untrained_checkpoint(replace(pipeline.config, interaction=interaction)), precision,
+                           device=str(pipeline.device))
+        row = timed_row(variant, samples, sampler, features, repeats)
+        rows.append({"interaction": interaction, "sampler": sampler, "seconds_sampling": row["seconds_sampling"],
+                     "gflops": row["gflops"],
+                     "parameters_millions": round(variant.checkpoint.models["diffusion"].num_parameters() / 1e6, 2)})
+    return rows
+
+
+def render_row(pipeline, samples, seconds: float, size: int, body: str | None = None) -> dict:
+    """Render the async-LCM motion of the first `seconds` of the clip to an mp4 with its audio: frames per second."""
+    import soundfile
+
+    from .audio import SAMPLE_RATE
+    from .render import render_video
+
+    clip = samples[: int(seconds * SAMPLE_RATE)]
+    motion, _ = pipeline.generate(clip, "async-lcm")
+    with tempfile.TemporaryDirectory(prefix="asynfusion-bench-") as folder:
+        audio = Path(folder) / "clip.wav"
+        soundfile.write(audio, clip, SAMPLE_RATE)
+        stats = render_video([motion], str(audio), Path(folder) / "clip.mp4", body_path=body, size=size,
+                             progress=lambda done, total: None)
+    return {"size": size, "frames": stats["frames"], "seconds": round(stats["seconds"], 3),
+            "fps": round(stats["fps"], 1), "video_seconds": round(stats["video_seconds"], 2)}
 
 
 def run_bench(args) -> None:
@@ -47,22 +112,47 @@ def run_bench(args) -> None:
 
     samples = load_audio(args.audio, args.max_seconds)
     pipeline = Pipeline(args.checkpoint, args.precision)
-    rows = bench_rows(pipeline, samples, args.repeats)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return
-    print(f"machine: {machine_description()}")
-    print(f"checkpoint: {pipeline.checkpoint.path} (trained on: {pipeline.checkpoint.info.get('trained_on')}); "
-          f"precision {args.precision}; median of {args.repeats} runs after a warm-up")
-    header = f"{'sampler':<10} {'steps E/G':>9} {'NFE E+G':>8} {'s expr':>8} {'s gest':>8} {'s total':>8} " \
-             f"{'GFLOPs':>8} {'RTF':>7} {'speed-up':>8}"
-    print(header)
-    print("-" * len(header))
+    report = {
+        "machine": machine_description(),
+        "checkpoint": str(pipeline.checkpoint.path),
+        "trained_on": pipeline.checkpoint.info.get("trained_on"),
+        "precision": args.precision,
+        "repeats": args.repeats,
+        "samplers": bench_rows(pipeline, samples, args.repeats),
+        "interactions": [] if args.no_variants else interaction_rows(pipeline, samples, args.repeats),
+        "render": None if args.render_seconds <= 0 else
+        render_row(pipeline, samples, args.render_seconds, args.size, args.body),
+    }
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+
+
+def format_report(report: dict) -> str:
+    rows = report["samplers"]
+    lines = [f"machine: {report['machine']}",
+             f"checkpoint: {report['checkpoint']} (trained on: {report['trained_on']}); precision "
+             f"{report['precision']}; median of {report['repeats']} runs after a warm-up; "
+             f"audio {rows[0]['audio_seconds']:.2f} s", ""]
+    header = (f"{'sampler':<10} {'steps E/G':>9} {'NFE E+G':>8} {'s expr':>7} {'s gest':>7} {'s feat':>7} "
+              f"{'s stitch':>8} {'s total':>8} {'GFLOP E':>8} {'GFLOP G':>8} {'RTF':>7} {'vs DDIM':>8}")
+    lines += [header, "-" * len(header)]
     ddim = next((r["seconds_total"] for r in rows if r["sampler"] == "ddim"), None)
     for r in rows:
         speedup = f"{ddim / r['seconds_total']:.2f}x" if ddim else "-"
-        print(f"{r['sampler']:<10} {r['steps_expression']:>4}/{r['steps_gesture']:<4} "
-              f"{r['nfe_expression']:>3}+{r['nfe_gesture']:<4} {r['seconds_expression']:>8.3f} "
-              f"{r['seconds_gesture']:>8.3f} {r['seconds_total']:>8.3f} {r['gflops']:>8.1f} "
-              f"{r['realtime_factor']:>7.4f} {speedup:>8}")
-    print(f"audio: {rows[0]['audio_seconds']:.2f} s")
+        lines.append(
+            f"{r['sampler']:<10} {r['steps_expression']:>4}/{r['steps_gesture']:<4} "
+            f"{r['nfe_expression']:>3}+{r['nfe_gesture']:<4} {r['seconds_expression']:>7.3f} "
+            f"{r['seconds_gesture']:>7.3f} {r['seconds_features']:>7.3f} {r['seconds_stitch']:>8.3f} "
+            f"{r['seconds_total']:>8.3f} {r['gflops_expression']:>8.1f} {r['gflops_gesture']:>8.1f} "
+            f"{r['realtime_factor']:>7.4f} {speedup:>8}")
+    if report["interactions"]:
+        base = next(r["seconds_sampling"] for r in report["interactions"] if r["interaction"] == "none")
+        lines += ["", f"interaction variants ({report['interactions'][0]['sampler']}, cost only: untrained weights)",
+                  f"{'interaction':<12} {'params (M)':>10} {'GFLOPs':>8} {'s sampling':>10} {'vs none':>8}"]
+        for r in report["interactions"]:
+            lines.append(f"{r['interaction']:<12} {r['parameters_millions']:>10.2f} {r['gflops']:>8.1f} "
+                         f"{r['seconds_sampling']:>10.3f} {r['seconds_sampling'] / base:>7.2f}x")
+    if report["render"]:
+        r = report["render"]
+        lines += ["", f"rendering: {r['frames']} frames ({r['video_seconds']:.1f} s of video) at {r['size']} px in "
+                  f"{r['seconds']:.2f} s = {r['fps']:.1f} fps (mesh, H.264 + AAC)"]
+    return "\n".join(lines)

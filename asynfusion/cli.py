@@ -2,7 +2,8 @@
 
     generate AUDIO -o OUT.npz [--sampler ddim|sync-lcm|async-lcm] [--steps-expression N]
              [--steps-gesture N] [--seed N] [--checkpoint PATH] [--video OUT.mp4]
-    bench AUDIO [--json]            the three samplers on one clip: NFE, seconds, GFLOPs per branch
+    bench AUDIO [--json]            the three samplers on one clip: NFE, seconds, GFLOPs per branch;
+                                    interaction variants' cost; rendering fps
     render MOTION.npz [MORE.npz ...] --audio AUDIO -o OUT.mp4 [--body PATH] [--size 512]
     make-corpus OUT_DIR             the built-in speech + motion corpus (BEAT2 layout)
     train / distill / eval          see `python -m asynfusion COMMAND --help`
@@ -41,17 +42,19 @@ def cmd_generate(args) -> None:
     samples = load_audio(args.audio, args.max_seconds)
     pipeline = Pipeline(args.checkpoint, args.precision)
     motion, report = pipeline.generate(samples, args.sampler, args.steps_expression, args.steps_gesture, args.seed)
-    save_motion(out, motion)
     s = report.sampling
-    label = "" if report.trained else "  [UNTRAINED checkpoint: random weights, plumbing only]"
-    print(f"{out}: {motion.num_frames} frames ({report.audio_seconds:.2f} s) with {s.sampler} "
-          f"{s.steps_expression}/{s.steps_gesture}; NFE {s.nfe_expression}+{s.nfe_gesture}, "
-          f"generation {report.seconds_total:.2f} s (real-time factor {report.realtime_factor:.3f}){label}")
-    if video:
+    stats = None
+    if video:  # rendered before the .npz is saved: a failed render leaves neither file
         from .render import render_video
 
         stats = render_video([motion], args.audio, video, labels=[motion_label(motion, s.sampler)],
                              body_path=args.body, size=args.size)
+    save_motion(out, motion)
+    label = "" if report.trained else "  [UNTRAINED checkpoint: random weights, plumbing only]"
+    print(f"{out}: {motion.num_frames} frames ({report.audio_seconds:.2f} s) with {s.sampler} "
+          f"{s.steps_expression}/{s.steps_gesture}; NFE {s.nfe_expression}+{s.nfe_gesture}, "
+          f"generation {report.seconds_total:.2f} s (real-time factor {report.realtime_factor:.3f}){label}")
+    if stats:
         print(f"{video}: {stats['frames']} frames rendered at {stats['fps']:.1f} fps")
 
 
@@ -150,8 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("bench", help="time DDIM, sync LCM and async LCM on one clip")
     p.add_argument("audio")
-    p.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    p.add_argument("--json", action="store_true", help="print the whole report as one JSON object")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-variants", action="store_true", help="skip the interaction-variant cost rows")
+    p.add_argument("--render-seconds", type=float, default=10.0,
+                   help="render this much of the clip to time the mesh video (0: skip)")
+    p.add_argument("--size", type=int, default=512, help="video size for the rendering row")
+    p.add_argument("--body", default=None, help="SMPL-X model .npz for the rendering row")
     common(p)
     p.set_defaults(run=cmd_bench)
 

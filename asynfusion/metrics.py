@@ -6,6 +6,7 @@
     lip_sync           Pearson correlation of jaw opening with the loudness envelope
     calm_in_pauses     jaw and arm speed in pauses / in speech (lower is calmer)
     coherence          correlation across clips of expression intensity and gesture energy
+    seam_ratio         largest jump at a window boundary / the clip's 95th-percentile jump (stitching)
 
 Joint positions come from forward kinematics over the SMPL-X tree with fixed rest offsets, those
 of the shipped stand-in body, so every method is measured on the same skeleton (in metres).
@@ -235,3 +236,55 @@ def coherence(intensities, energies) -> float:
         return float("nan")
     return pearson(np.asarray(intensities), np.asarray(energies))
 
+
+
+# ----------------------------------------------------------------------------
+# Window seams
+# ----------------------------------------------------------------------------
+def window_boundaries(starts, window: int, num_frames: int) -> np.ndarray:
+    """Frames where a window's contribution starts or stops, for windows of `window` frames at `starts`.
+
+    pipeline.Pipeline.generate samples overlapping windows (pipeline.window_starts) and cross-fades
+    them (pipeline.blend_weights). Window i > 0 enters at frame starts[i], where its fade-in begins,
+    and window i < last leaves at frame starts[i] + window, the first frame after its fade-out ends.
+    Those are the only frames where the set of windows blended into a frame changes, so the only
+    places where stitching itself can make the motion jump. The clip's own first and last frames are
+    not boundaries. Returns the sorted, unique boundary frames b (0 < b < num_frames).
+    """
+    starts = [int(s) for s in starts]
+    frames = set(starts[1:]) | {s + window for s in starts[:-1]}
+    return np.array(sorted(b for b in frames if 0 < b < num_frames), dtype=np.int64)
+
+
+def frame_jumps(signal: np.ndarray) -> np.ndarray:
+    """(T, ...) -> (T - 1,): jump[t] = Euclidean norm of signal[t + 1] - signal[t] over all other axes."""
+    signal = np.asarray(signal, np.float64)
+    return np.linalg.norm(np.diff(signal, axis=0).reshape(len(signal) - 1, -1), axis=1)
+
+
+def seam_ratio(signal: np.ndarray, boundaries, percentile: float = 95.0) -> float:
+    """How much stitching shows: the largest jump at a window boundary / a typical big jump elsewhere.
+
+    `signal` is (T, ...) per frame (joint positions (T, 55, 3), features (T, D), the jaw angle (T,));
+    frame_jumps turns it into T - 1 frame-to-frame jumps, each the Euclidean norm of the change over
+    all other axes. The jump *at* boundary frame b (see window_boundaries) is the one into it, from
+    frame b - 1 to frame b. The ratio is
+
+        max over boundaries b of jump[b - 1]  /  `percentile`-th percentile of all other jumps.
+
+    ~1 or below: no boundary jumps more than the clip's own big movements do (a boundary's jump is
+    drawn from the same distribution as the others; with ~70 boundaries, the largest lands near the
+    99th percentile). Well above 1: a step at a boundary. nan without boundaries or without other jumps;
+    0 when nothing moves at all, inf when only a boundary moves.
+    """
+    jumps = frame_jumps(signal)
+    boundaries = np.asarray(boundaries, np.int64)
+    boundaries = boundaries[(boundaries > 0) & (boundaries < len(jumps) + 1)]
+    at_seam = np.zeros(len(jumps), bool)
+    at_seam[boundaries - 1] = True
+    if not at_seam.any() or at_seam.all():
+        return float("nan")
+    seam, typical = float(jumps[at_seam].max()), float(np.percentile(jumps[~at_seam], percentile))
+    if typical <= 1e-12:
+        return 0.0 if seam <= 1e-12 else float("inf")
+    return seam / typical

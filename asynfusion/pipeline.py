@@ -45,7 +45,10 @@ class GenerationReport:
             "sampler": s.sampler, "steps_expression": s.steps_expression, "steps_gesture": s.steps_gesture,
             "nfe_expression": s.nfe_expression, "nfe_gesture": s.nfe_gesture,
             "seconds_expression": round(s.seconds_expression, 4), "seconds_gesture": round(s.seconds_gesture, 4),
-            "seconds_total": round(self.seconds_total, 4), "gflops": round(s.gflops, 2),
+            "seconds_features": round(self.seconds_features, 4), "seconds_sampling": round(s.seconds_total, 4),
+            "seconds_stitch": round(self.seconds_stitch, 4),
+            "seconds_total": round(self.seconds_total, 4), "gflops": round(s.gflops, 4),
+            "gflops_expression": round(s.gflops_expression, 4), "gflops_gesture": round(s.gflops_gesture, 4),
             "audio_seconds": round(self.audio_seconds, 3), "realtime_factor": round(self.realtime_factor, 4),
         }
 

@@ -34,14 +34,34 @@ def test_generate_is_deterministic_across_processes(tmp_path, tiny_checkpoint, s
     assert load_motion(tmp_path / "a.npz").metadata["steps_gesture"] == 5
 
 
-def test_bench_json_rows(tiny_checkpoint, speech_wav, capsys):
-    assert main(["bench", str(speech_wav), "--json", "--repeats", "1", "--checkpoint", str(tiny_checkpoint)]) == 0
-    rows = json.loads(capsys.readouterr().out)
+def test_bench_json_report(tiny_checkpoint, speech_wav, capsys):
+    assert main(["bench", str(speech_wav), "--json", "--repeats", "1", "--checkpoint", str(tiny_checkpoint),
+                 "--render-seconds", "0.5", "--size", "64"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = report["samplers"]
     assert [r["sampler"] for r in rows] == ["ddim", "sync-lcm", "async-lcm"]
     keys = {"sampler", "steps_expression", "steps_gesture", "nfe_expression", "nfe_gesture", "seconds_expression",
-            "seconds_gesture", "seconds_total", "gflops", "audio_seconds", "realtime_factor"}
+            "seconds_gesture", "seconds_features", "seconds_sampling", "seconds_stitch", "seconds_total", "gflops",
+            "gflops_expression", "gflops_gesture", "audio_seconds", "realtime_factor"}
     assert all(keys <= set(r) for r in rows)
     assert [(r["nfe_expression"], r["nfe_gesture"]) for r in rows] == [(25, 25), (8, 8), (4, 8)]
+    # FLOPs are counted per evaluation: the gesture branch did 25 / 8 / 8 of the same evaluations
+    per_eval = [r["gflops_gesture"] / r["nfe_gesture"] for r in rows]
+    assert max(per_eval) - min(per_eval) < 1e-2 * max(per_eval)
+    assert "cores" in report["machine"] and "threads" in report["machine"]
+    variants = {r["interaction"]: r for r in report["interactions"]}
+    assert set(variants) == {"none", "e2g", "g2e", "naive", "cosync"}
+    assert variants["none"]["gflops"] < variants["cosync"]["gflops"]
+    assert variants["none"]["parameters_millions"] < variants["cosync"]["parameters_millions"]
+    assert report["render"]["frames"] == 15 and report["render"]["fps"] > 0
+
+
+def test_bench_table(tiny_checkpoint, speech_wav, capsys):
+    assert main(["bench", str(speech_wav), "--repeats", "1", "--checkpoint", str(tiny_checkpoint),
+                 "--no-variants", "--render-seconds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "machine:" in out and "async-lcm" in out and "vs DDIM" in out
+    assert "interaction variants" not in out and "rendering" not in out
 
 
 def bad_inputs(tmp_path):
