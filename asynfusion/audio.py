@@ -19,6 +19,7 @@ from .motion import FPS
 SAMPLE_RATE = 16_000
 MAX_SECONDS = float(os.environ.get("ASYNFUSION_MAX_SECONDS", 60))  # the default cap; --max-seconds overrides
 MIN_SECONDS = 0.25
+MAX_PEAK = 1000.0  # 60 dB past full scale: a broken or unscaled float file (ffmpeg's AAC encoder stalls on such)
 NUM_MELS = 40
 MEL_HOP = 160  # 100 feature frames a second, interpolated onto the 30 fps motion grid
 MEL_FEATURE_DIM = NUM_MELS + 4
@@ -33,7 +34,7 @@ def num_motion_frames(num_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
 # Loading
 # ----------------------------------------------------------------------------
 def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
-    """Formats libsndfile cannot read (m4a/aac, video containers): the ffmpeg that imageio-ffmpeg ships."""
+    """MP3 and what libsndfile cannot read (m4a/aac, video containers): the ffmpeg that imageio-ffmpeg ships."""
     import imageio_ffmpeg
 
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path),
@@ -45,11 +46,22 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     return np.frombuffer(result.stdout, np.float32).copy(), SAMPLE_RATE
 
 
+def _looks_like_mp3(path: Path) -> bool:
+    """An ID3 tag or an MPEG audio frame sync at the start, whatever the file's name."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(3)
+    except OSError:  # unreadable: the decoders name the problem
+        return False
+    return head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
 def load_audio(path: str | os.PathLike, max_seconds: float | None = None) -> np.ndarray:
     """Read any common audio file -> float32 mono at 16 kHz, validated.
 
     Raises InputError (one line) for a missing, empty, undecodable, silent-and-empty,
-    too-short or too-long file; max_seconds=None means the configured cap.
+    too-short or too-long file, and for NaN, infinite or absurdly large samples; max_seconds=None
+    means the configured cap.
     """
     import soundfile
 
@@ -61,10 +73,14 @@ def load_audio(path: str | os.PathLike, max_seconds: float | None = None) -> np.
         raise InputError(f"expected an audio file, got a directory: {path}")
     if path.stat().st_size == 0:
         raise InputError(f"audio file is empty: {path.name}")
-    try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        samples = samples.mean(axis=1)
-    except Exception:  # not a libsndfile format (m4a, mp4, ...) or not audio at all
+    samples = None
+    if not _looks_like_mp3(path):  # libsndfile reads MP3 with mpg123, which writes its warnings onto stderr itself
+        try:
+            samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+            samples = samples.mean(axis=1)
+        except Exception:  # not a libsndfile format (m4a, mp4, ...) or not audio at all
+            pass
+    if samples is None:
         if shutil.which("ffmpeg") is None:
             try:
                 import imageio_ffmpeg  # noqa: F401
@@ -81,6 +97,10 @@ def load_audio(path: str | os.PathLike, max_seconds: float | None = None) -> np.
         raise InputError(f"audio is {duration:.2f} s; at least {MIN_SECONDS} s of speech is needed")
     if not np.all(np.isfinite(samples)):
         raise InputError(f"audio contains NaN or infinite samples: {path.name}")
+    peak = float(np.abs(samples).max())
+    if peak > MAX_PEAK:
+        raise InputError(f"audio samples reach {peak:.3g}, far past full scale (1.0): {path.name} is a broken or "
+                         "unscaled float file")
     if rate != SAMPLE_RATE:
         import librosa
 
