@@ -6,6 +6,7 @@ log-energy, onset strength, energy change and zero-crossing rate, the cues lips 
 follow. A Wav2Vec2 / HuBERT encoder from a local directory is the optional alternative.
 """
 
+import functools
 import os
 import shutil
 import subprocess
@@ -101,10 +102,12 @@ def load_audio(path: str | os.PathLike, max_seconds: float | None = None) -> np.
     if peak > MAX_PEAK:
         raise InputError(f"audio samples reach {peak:.3g}, far past full scale (1.0): {path.name} is a broken or "
                          "unscaled float file")
-    if rate != SAMPLE_RATE:
-        import librosa
+    if rate != SAMPLE_RATE:  # soxr's high-quality mode (librosa.resample's default, without librosa's import cost)
+        import soxr
 
-        samples = librosa.resample(samples, orig_sr=rate, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+        length = int(np.ceil(len(samples) * SAMPLE_RATE / rate))
+        samples = soxr.resample(samples, rate, SAMPLE_RATE, quality="soxr_hq")
+        samples = np.pad(samples[:length], (0, max(0, length - len(samples))))
     return np.clip(samples - samples.mean(), -1.0, 1.0).astype(np.float32)  # DC offset out, clipping bounded
 
 
@@ -118,19 +121,68 @@ def _to_motion_frames(features: np.ndarray, feature_rate: float, num_frames: int
     return np.stack([np.interp(target, source, column) for column in features.T], axis=1).astype(np.float32)
 
 
+# The default features are computed with numpy alone, to the same numbers as librosa's
+# melspectrogram / rms / power_to_db / onset_strength / zero_crossing_rate with the settings below
+# (tests/test_audio.py checks them against librosa). librosa's first call in a process costs about
+# 1.3 s of imports and JIT loading, most of a command-line run's budget for a 10 s clip.
+N_FFT, WIN_LENGTH, FMIN, FMAX = 512, 400, 60.0, 7600.0
+
+
+def _frames(y: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """(num_frames, length) strided view of y, frames every `hop` samples (librosa.util.frame)."""
+    count = 1 + (len(y) - length) // hop
+    return np.lib.stride_tricks.as_strided(y, (count, length), (y.strides[0] * hop, y.strides[0]), writeable=False)
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa's default, htk=False)."""
+    hz = np.asarray(hz, np.float64)
+    linear = hz * 3.0 / 200.0
+    log = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    linear = mel * 200.0 / 3.0
+    log = 1000.0 * np.exp(np.log(6.4) / 27.0 * (mel - 15.0))
+    return np.where(mel >= 15.0, log, linear)
+
+
+@functools.cache
+def mel_filterbank() -> np.ndarray:
+    """(NUM_MELS, N_FFT // 2 + 1) triangular filters, Slaney-normalized (librosa.filters.mel)."""
+    fft_hz = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(FMIN), _hz_to_mel(FMAX), NUM_MELS + 2))
+    ramps = edges[:, None] - fft_hz[None, :]
+    widths = np.diff(edges)
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper)) * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
 def mel_features(samples: np.ndarray, num_frames: int | None = None) -> np.ndarray:
     """(num_samples,) 16 kHz -> (num_frames, 44): log-mel, log-energy, onset, energy delta, ZCR."""
-    import librosa
-
     num_frames = num_motion_frames(len(samples)) if num_frames is None else num_frames
-    samples = np.pad(samples, (0, max(0, 400 - len(samples))))
-    mel = librosa.feature.melspectrogram(y=samples, sr=SAMPLE_RATE, n_fft=512, win_length=400,
-                                         hop_length=MEL_HOP, n_mels=NUM_MELS, fmin=60, fmax=7600)
-    log_mel = np.log(mel + 1e-6)                                                     # (40, F)
-    rms = librosa.feature.rms(y=samples, frame_length=400, hop_length=MEL_HOP)[0]
+    y = np.pad(np.asarray(samples, np.float32), (0, max(0, WIN_LENGTH - len(samples))))
+    # power spectrogram: centred frames, zero padding, periodic Hann of 400 samples centred in 512
+    window = np.zeros(N_FFT, np.float32)
+    offset = (N_FFT - WIN_LENGTH) // 2
+    window[offset:offset + WIN_LENGTH] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN_LENGTH) / WIN_LENGTH)
+    spectrum = np.fft.rfft(_frames(np.pad(y, N_FFT // 2), N_FFT, MEL_HOP) * window, axis=1)
+    mel = mel_filterbank() @ (np.abs(spectrum) ** 2).T.astype(np.float32)           # (40, F)
+    log_mel = np.log(mel + 1e-6)
+    rms = np.sqrt(np.mean(_frames(np.pad(y, WIN_LENGTH // 2), WIN_LENGTH, MEL_HOP) ** 2, axis=1))
     log_energy = np.log(rms + 1e-5)
-    onset = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=SAMPLE_RATE, hop_length=MEL_HOP)
-    zcr = librosa.feature.zero_crossing_rate(samples, frame_length=400, hop_length=MEL_HOP)[0]
+    # onset strength of the dB mel spectrogram (top 80 dB): mean positive rise, shifted by 1 + 2048 // 320 frames
+    db = 10.0 * np.log10(np.maximum(mel, 1e-10))
+    db = np.maximum(db, db.max() - 80.0)
+    onset = np.pad(np.maximum(0.0, db[:, 1:] - db[:, :-1]).mean(0), (1 + 2048 // (2 * MEL_HOP), 0))[:mel.shape[1]]
+    # zero-crossing rate: sign changes (|x| <= 1e-10 counts as 0) in edge-padded 400-sample frames
+    edge = np.pad(y, WIN_LENGTH // 2, mode="edge")
+    sign = np.signbit(np.where(np.abs(edge) <= 1e-10, 0.0, edge))
+    crossings = _frames(np.concatenate([[False], sign[1:] != sign[:-1]]).astype(np.float32), WIN_LENGTH, MEL_HOP)
+    zcr = (crossings.sum(1) - crossings[:, 0]) / WIN_LENGTH  # the first sample of a frame has no predecessor
     length = min(log_mel.shape[1], len(rms), len(onset), len(zcr))
     log_energy = log_energy[:length]
     energy_delta = np.diff(log_energy, prepend=log_energy[:1])

@@ -41,7 +41,8 @@ def cmd_generate(args) -> None:
     video = _check_output(args.video, ".mp4") if args.video else None
     samples = load_audio(args.audio, args.max_seconds)
     pipeline = Pipeline(args.checkpoint, args.precision)
-    motion, report = pipeline.generate(samples, args.sampler, args.steps_expression, args.steps_gesture, args.seed)
+    motion, report = pipeline.generate(samples, args.sampler, args.steps_expression, args.steps_gesture, args.seed,
+                                       count_flops=False)  # not printed here; `bench` counts them
     s = report.sampling
     stats = None
     if video:  # rendered before the .npz is saved: a failed render leaves neither file

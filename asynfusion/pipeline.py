@@ -99,7 +99,7 @@ class Pipeline:
 
     def generate(self, samples: np.ndarray, sampler: str = "async-lcm", steps_expression: int | None = None,
                  steps_gesture: int | None = None, seed: int = 0, speaker: int = 0,
-                 features: np.ndarray | None = None) -> tuple[Motion, GenerationReport]:
+                 features: np.ndarray | None = None, count_flops: bool = True) -> tuple[Motion, GenerationReport]:
         """16 kHz mono speech -> (Motion with round(duration x 30) frames, GenerationReport).
 
         Same samples, sampler, steps and seed give the same motion. `features` lets a caller that
@@ -130,7 +130,7 @@ class Pipeline:
         rule = SAMPLERS[sampler][0]
         model = self.checkpoint.model_for(rule)
         x, sampling = sample(model, batch, sampler, steps_expression, steps_gesture, draw_noise,
-                             speaker=speakers, dtype=self.dtype)
+                             speaker=speakers, dtype=self.dtype, count_flops=count_flops)
 
         stitch_start = time.perf_counter()
         stitched = {}

@@ -69,6 +69,46 @@ def test_features_are_frame_aligned():
     assert np.corrcoef(energy, np.abs(samples[: 75 * 533]).reshape(75, -1).mean(1))[0, 1] > 0.5
 
 
+def librosa_mel_features(samples: np.ndarray) -> np.ndarray:
+    """The features as librosa computes them: the reference the numpy implementation must match."""
+    import librosa
+
+    num_frames = num_motion_frames(len(samples))
+    y = np.pad(samples, (0, max(0, 400 - len(samples))))
+    mel = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, win_length=400, hop_length=160, n_mels=40,
+                                         fmin=60, fmax=7600)
+    log_energy = np.log(librosa.feature.rms(y=y, frame_length=400, hop_length=160)[0] + 1e-5)
+    onset = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=16000, hop_length=160)
+    zcr = librosa.feature.zero_crossing_rate(y, frame_length=400, hop_length=160)[0]
+    stacked = np.concatenate([np.log(mel + 1e-6), log_energy[None], onset[None],
+                              np.diff(log_energy, prepend=log_energy[:1])[None], zcr[None]], axis=0).T
+    frame_times, feature_times = np.arange(num_frames) / 30, np.arange(len(stacked)) / 100
+    return np.stack([np.interp(frame_times, feature_times, column) for column in stacked.T], axis=1)
+
+
+@pytest.mark.parametrize("case", ["speech", "short", "shorter than a window", "silence", "clipped square"])
+def test_features_match_librosa(case):
+    rng = np.random.default_rng(0)
+    samples = {"speech": speech_like(3.0), "short": speech_like(0.3), "shorter than a window": speech_like(0.02),
+               "silence": np.zeros(8000, np.float32),
+               "clipped square": np.sign(rng.standard_normal(16000)).astype(np.float32)}[case]
+    ours, reference = mel_features(samples), librosa_mel_features(samples)
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, atol=2e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_resampling_matches_librosa(tmp_path, rate):
+    import librosa
+
+    samples = speech_like(1.3, rate)
+    soundfile.write(tmp_path / "x.wav", samples, rate, subtype="FLOAT")
+    expected = librosa.resample(samples.astype(np.float32), orig_sr=rate, target_sr=16000, res_type="soxr_hq")
+    loaded = load_audio(tmp_path / "x.wav")
+    assert len(loaded) == len(expected)
+    np.testing.assert_allclose(loaded, np.clip(expected - expected.mean(), -1, 1), atol=1e-5)
+
+
 def test_wav2vec2_encoder_from_a_local_directory(tmp_path):
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 

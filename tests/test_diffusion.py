@@ -101,6 +101,16 @@ def test_async_flops_are_less_than_sync():
     assert async_.gflops_expression == pytest.approx(sync.gflops_expression / 2)
 
 
+def test_flop_counting_can_be_skipped_without_changing_the_motion():
+    model = AsynFusionModel(tiny_config()).eval()
+    randomize_zero_inits(model)
+    audio = torch.randn(2, 16, model.config.audio_dim)
+    counted, stats = sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(1))
+    skipped, bare = sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(1), count_flops=False)
+    assert stats.gflops > 0 and bare.gflops == 0 and (bare.nfe_expression, bare.nfe_gesture) == (4, 8)
+    assert all(torch.equal(counted[b], skipped[b]) for b in counted)
+
+
 def test_seeded_sampling_is_deterministic():
     model = AsynFusionModel(tiny_config()).eval()
     randomize_zero_inits(model)

@@ -88,6 +88,7 @@ def sample(
     generator: torch.Generator | None = None,
     speaker: torch.Tensor | None = None,
     dtype: torch.dtype = torch.float32,
+    count_flops: bool = True,
 ) -> tuple[dict[str, torch.Tensor], SampleStats]:
     """Generate normalized motion features for a batch of windows.
 
@@ -95,6 +96,8 @@ def sample(
     draw_noise(branch, k): the noise for step k of a branch (k = 0 is the starting x_T), shape
         (B, N, D_branch); by default drawn from `generator`. The pipeline passes noise shared by
         overlapping windows so they start alike.
+    count_flops: fill the GFLOPs fields of the stats (counted once per model and window length, then
+        cached; the first count costs about a second, so a one-shot command line run skips it).
     Returns ({"expression": (B, N, D_E), "gesture": (B, N, D_G)}, SampleStats).
     """
     if sampler not in SAMPLERS:
@@ -143,6 +146,8 @@ def sample(
     stats.seconds_total = time.perf_counter() - start
     stats.nfe_expression, stats.nfe_gesture = done["expression"], done["gesture"]
     stats.seconds_expression, stats.seconds_gesture = clock.seconds["expression"], clock.seconds["gesture"]
+    if not count_flops:
+        return x, stats
     flops = evaluation_gflops(model, audio, speaker)
     stats.gflops_expression = flops["expression"] * stats.nfe_expression
     stats.gflops_gesture = flops["gesture"] * stats.nfe_gesture
