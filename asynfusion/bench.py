@@ -37,6 +37,29 @@ def machine_description() -> str:
     return f"{cpu}; {os.cpu_count()} cores, torch {torch.__version__} with {threads} threads; GPU: {gpu}"
 
 
+def matmul_peak(size: int = 1024, repeats: int = 5) -> dict[str, float]:
+    """Measured GEMM rate of this machine in GFLOP/s, bf16 and fp32 (the best of `repeats`, after a warm-up).
+
+    The ceiling the sampler's FLOP rate is compared with: its matmuls are far smaller (192-wide
+    layers), so it reaches a fraction of this.
+    """
+    import time
+
+    import torch
+
+    rates = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        torch.matmul(a, b)
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            best = min(best, time.perf_counter() - start)
+        rates[name] = round(2 * size**3 / best / 1e9, 1)
+    return rates
+
+
 def timed_row(pipeline, samples, sampler: str, features, repeats: int) -> dict:
     """One sampler's benchmark row: the median of `repeats` runs after one warm-up run."""
     pipeline.generate(samples, sampler, features=features)  # warm-up: first calls pay one-off setup
@@ -114,6 +137,7 @@ def run_bench(args) -> None:
     pipeline = Pipeline(args.checkpoint, args.precision)
     report = {
         "machine": machine_description(),
+        "matmul_gflops_per_second": matmul_peak(),
         "checkpoint": str(pipeline.checkpoint.path),
         "trained_on": pipeline.checkpoint.info.get("trained_on"),
         "precision": args.precision,
@@ -132,8 +156,11 @@ def format_report(report: dict) -> str:
              f"checkpoint: {report['checkpoint']} (trained on: {report['trained_on']}); precision "
              f"{report['precision']}; median of {report['repeats']} runs after a warm-up; "
              f"audio {rows[0]['audio_seconds']:.2f} s", ""]
+    peak = report["matmul_gflops_per_second"]
+    lines.insert(1, f"measured matmul peak (1024x1024 GEMM): bf16 {peak['bf16']:.0f} GFLOP/s, "
+                    f"fp32 {peak['fp32']:.0f} GFLOP/s")
     header = (f"{'sampler':<10} {'steps E/G':>9} {'NFE E+G':>8} {'s expr':>7} {'s gest':>7} {'s feat':>7} "
-              f"{'s stitch':>8} {'s total':>8} {'GFLOP E':>8} {'GFLOP G':>8} {'RTF':>7} {'vs DDIM':>8}")
+              f"{'s stitch':>8} {'s total':>8} {'GFLOP E':>8} {'GFLOP G':>8} {'GFLOP/s':>8} {'RTF':>7} {'vs DDIM':>8}")
     lines += [header, "-" * len(header)]
     ddim = next((r["seconds_total"] for r in rows if r["sampler"] == "ddim"), None)
     for r in rows:
@@ -143,7 +170,7 @@ def format_report(report: dict) -> str:
             f"{r['nfe_expression']:>3}+{r['nfe_gesture']:<4} {r['seconds_expression']:>7.3f} "
             f"{r['seconds_gesture']:>7.3f} {r['seconds_features']:>7.3f} {r['seconds_stitch']:>8.3f} "
             f"{r['seconds_total']:>8.3f} {r['gflops_expression']:>8.1f} {r['gflops_gesture']:>8.1f} "
-            f"{r['realtime_factor']:>7.4f} {speedup:>8}")
+            f"{r['gflops'] / max(r['seconds_sampling'], 1e-9):>8.0f} {r['realtime_factor']:>7.4f} {speedup:>8}")
     if report["interactions"]:
         base = next(r["seconds_sampling"] for r in report["interactions"] if r["interaction"] == "none")
         lines += ["", f"interaction variants ({report['interactions'][0]['sampler']}, cost only: untrained weights)",

@@ -49,6 +49,7 @@ def test_bench_json_report(tiny_checkpoint, speech_wav, capsys):
     per_eval = [r["gflops_gesture"] / r["nfe_gesture"] for r in rows]
     assert max(per_eval) - min(per_eval) < 1e-2 * max(per_eval)
     assert "cores" in report["machine"] and "threads" in report["machine"]
+    assert report["matmul_gflops_per_second"]["bf16"] > 0 and report["matmul_gflops_per_second"]["fp32"] > 0
     variants = {r["interaction"]: r for r in report["interactions"]}
     assert set(variants) == {"none", "e2g", "g2e", "naive", "cosync"}
     assert variants["none"]["gflops"] < variants["cosync"]["gflops"]
