@@ -43,6 +43,7 @@ SCLERA, IRIS, PUPIL = (240, 238, 232), (70, 48, 32), (12, 10, 10)
 # the seams are straight lines rather than the vertex staircase per-vertex colours would give.
 SHIRT, TROUSERS, SHOES = (0.36, 0.43, 0.54), (0.23, 0.24, 0.27), (0.16, 0.14, 0.13)
 QUEUE_DEPTH = 8
+ENCODER_TIMEOUT = 60.0  # seconds ffmpeg may go without taking a frame (or finishing) before it counts as stalled
 ENCODER = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p"]
 
 # Lighting lives in the shader: a soft studio rig (hemisphere ambient, key, fill, rim) in world
@@ -548,14 +549,23 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
             if isinstance(buffers, BaseException):
                 raise buffers
             frame = _compose(stage.render(buffers), overlays, size, len(motions))
-            pixels_queue.put(frame.tobytes())
+            try:
+                pixels_queue.put(frame.tobytes(), timeout=ENCODER_TIMEOUT)
+            except queue.Full:
+                raise InputError(f"ffmpeg stopped taking frames for {ENCODER_TIMEOUT:.0f} s; "
+                                 "the video was not written") from None
             if progress is not None:
                 progress(done, num_frames)
             elif bar is not None:
                 bar.update()
         pixels_queue.put(None)
-        writer.join()
-        if encoder.wait() != 0:
+        writer.join(ENCODER_TIMEOUT)
+        try:
+            status = encoder.wait(ENCODER_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise InputError(f"ffmpeg did not finish the video within {ENCODER_TIMEOUT:.0f} s of the last "
+                             "frame; the video was not written") from None
+        if status != 0:
             encoder_log.seek(0)
             lines = encoder_log.read().decode(errors="replace").strip().splitlines() or ["no message"]
             raise InputError(f"ffmpeg could not write the video: {lines[-1]}")

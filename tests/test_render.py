@@ -136,3 +136,17 @@ def test_an_encoder_failure_is_reported_and_cleaned_up(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="ffmpeg could not write the video"):
         render_video([talking(40)], None, tmp_path / "out.mp4", size=SIZE, progress=lambda done, total: None)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command, message", [
+    (["sleep", "30"], "stopped taking frames"),                          # never reads a frame
+    (["sh", "-c", "cat > /dev/null; sleep 30"], "did not finish the video"),  # reads them all, then hangs
+])
+def test_a_stalled_encoder_times_out_and_cleans_up(tmp_path, monkeypatch, command, message):
+    import asynfusion.render
+
+    monkeypatch.setattr(asynfusion.render, "ENCODER_TIMEOUT", 1.0)
+    monkeypatch.setattr(asynfusion.render, "_ffmpeg_command", lambda *args: command)
+    with pytest.raises(InputError, match=message):
+        render_video([talking(60)], None, tmp_path / "out.mp4", size=SIZE, progress=lambda done, total: None)
+    assert list(tmp_path.iterdir()) == []
