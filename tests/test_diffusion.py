@@ -119,3 +119,14 @@ def test_seeded_sampling_is_deterministic():
     b, _ = sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(3))
     c, _ = sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(4))
     assert torch.equal(a["gesture"], b["gesture"]) and not torch.equal(a["gesture"], c["gesture"])
+
+
+def test_flop_counts_follow_the_architecture_not_the_object():
+    """Counts are cached; a model built after another one is freed must not get the old model's count."""
+    audio = torch.randn(1, 16, tiny_config().audio_dim)
+    counts = {}
+    for interaction in ("cosync", "none", "cosync"):
+        model = AsynFusionModel(tiny_config(interaction=interaction)).eval()
+        counts.setdefault(interaction, []).append(sample(model, audio, "async-lcm")[1].gflops)
+        del model
+    assert counts["none"][0] < counts["cosync"][0] == counts["cosync"][1]

@@ -164,7 +164,7 @@ def evaluation_gflops(model: AsynFusionModel, audio: torch.Tensor, speaker=None)
 
     A tick that runs both branches does exactly the work of the two single-branch evaluations,
     so NFE x these numbers is the counted total of a sampling run. Windows are independent, so the
-    count is made once for one window of this length (cached per model) and scaled by the batch.
+    count is made once for one window of this length (cached per architecture) and scaled by the batch.
     """
     batch = audio.shape[0]
     per_window = _window_gflops(model, audio[:1], None if speaker is None else speaker[:1])
@@ -174,7 +174,9 @@ def evaluation_gflops(model: AsynFusionModel, audio: torch.Tensor, speaker=None)
 def _window_gflops(model: AsynFusionModel, audio: torch.Tensor, speaker) -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
-    key = (id(model), tuple(audio.shape))
+    # keyed on what the count depends on: the architecture and the input shape (not id(model), which
+    # a later model can reuse once this one is freed)
+    key = (tuple(sorted(model.config.to_dict().items())), tuple(audio.shape), speaker is None)
     if key in _FLOPS_CACHE:
         return _FLOPS_CACHE[key]
     config = model.config
