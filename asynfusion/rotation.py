@@ -18,11 +18,21 @@ def axis_angle_to_6d(axis_angle: np.ndarray) -> np.ndarray:
 
 
 def rotation_6d_to_matrix(six: np.ndarray) -> np.ndarray:
-    """(..., 6) -> (..., 3, 3) by Gram-Schmidt; any 6-vector (not only exact ones) gives a rotation."""
+    """(..., 6) -> (..., 3, 3) by Gram-Schmidt; any 6-vector (not only exact ones) gives a rotation.
+
+    Degenerate inputs still do: a zero first column becomes the x axis, and a second column parallel
+    to the first (or zero) is replaced by the coordinate axis least aligned with it. An untrained
+    x0-predicting model outputs exactly such vectors (all zeros for features with identity stats).
+    """
+    eps = 1e-8
     a1, a2 = six[..., 0:3].astype(np.float64), six[..., 3:6].astype(np.float64)
-    b1 = a1 / np.maximum(np.linalg.norm(a1, axis=-1, keepdims=True), 1e-8)
+    a1 = np.where(np.linalg.norm(a1, axis=-1, keepdims=True) < eps, np.array([1.0, 0.0, 0.0]), a1)
+    b1 = a1 / np.linalg.norm(a1, axis=-1, keepdims=True)
     a2 = a2 - (b1 * a2).sum(-1, keepdims=True) * b1
-    b2 = a2 / np.maximum(np.linalg.norm(a2, axis=-1, keepdims=True), 1e-8)
+    axis = np.eye(3)[np.argmin(np.abs(b1), axis=-1)]                     # the axis least aligned with b1
+    fallback = axis - (b1 * axis).sum(-1, keepdims=True) * b1
+    a2 = np.where(np.linalg.norm(a2, axis=-1, keepdims=True) < eps, fallback, a2)
+    b2 = a2 / np.linalg.norm(a2, axis=-1, keepdims=True)
     b3 = np.cross(b1, b2)
     return np.stack([b1, b2, b3], axis=-1)
 

@@ -12,7 +12,7 @@ from asynfusion.motion import (
     motion_to_features,
     save_motion,
 )
-from asynfusion.rotation import axis_angle_to_6d, rotation_6d_to_axis_angle
+from asynfusion.rotation import axis_angle_to_6d, rotation_6d_to_axis_angle, rotation_6d_to_matrix
 
 
 def random_axis_angle(n, seed=0, max_angle=3.0):
@@ -31,6 +31,16 @@ def test_6d_of_noisy_vectors_is_still_a_rotation():
     noisy = axis_angle_to_6d(random_axis_angle(50)) + np.random.default_rng(1).normal(0, 0.2, (50, 6))
     aa = rotation_6d_to_axis_angle(noisy)
     assert np.all(np.isfinite(aa)) and np.all(np.linalg.norm(aa, axis=1) <= np.pi + 1e-5)
+
+
+def test_degenerate_6d_vectors_still_give_rotations():
+    """Zeros (an untrained x0 model's output) and parallel columns must not crash the conversion."""
+    six = np.array([[0, 0, 0, 0, 0, 0], [1, 0, 0, 2, 0, 0], [0, 0, 0, 0, 1, 0], [0, 3, 0, 0, 0, 0]], np.float32)
+    matrices = rotation_6d_to_matrix(six)
+    assert np.allclose(np.linalg.det(matrices), 1.0)
+    assert np.allclose(matrices @ np.swapaxes(matrices, -1, -2), np.eye(3), atol=1e-9)
+    assert np.allclose(matrices[0], np.eye(3))
+    assert np.all(np.isfinite(rotation_6d_to_axis_angle(six)))
 
 
 def test_features_round_trip_exactly_for_generated_joints():
