@@ -221,6 +221,20 @@ def request_folder(settings: Settings) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    finally:
+        release_memory()
+
+
+def release_memory() -> None:
+    """Hand the request's freed memory back to the OS. A request allocates a few hundred MB of
+    short-lived arrays (audio, features, vertices, frames); glibc keeps freed blocks in its arenas,
+    so without this a long-running app's resident size creeps up by 100-250 MB after a busy moment."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only; elsewhere nothing to do
 
 
 def _render(motions, speech: Speech, out: Path, labels: list[str], settings: Settings, size: int,
