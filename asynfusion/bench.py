@@ -60,14 +60,28 @@ def matmul_peak(size: int = 1024, repeats: int = 5) -> dict[str, float]:
     return rates
 
 
-def timed_row(pipeline, samples, sampler: str, features, repeats: int) -> dict:
-    """One sampler's benchmark row: the median of `repeats` runs after one warm-up run."""
-    pipeline.generate(samples, sampler, features=features)  # warm-up: first calls pay one-off setup
-    runs = [pipeline.generate(samples, sampler, features=features)[1].row() for _ in range(repeats)]
+def median_row(runs: list[dict]) -> dict:
     row = dict(runs[0])
     for key in MEDIAN_KEYS:
         row[key] = round(statistics.median(r[key] for r in runs), 4)
     return row
+
+
+def timed_rows(pipelines: list, samples, samplers: list[str], features, repeats: int) -> list[dict]:
+    """One median row per (pipeline, sampler) pair, after one warm-up run each.
+
+    The timed runs are interleaved (round robin over the pairs, `repeats` rounds), so a machine whose
+    speed drifts during the benchmark (a busy neighbour, frequency scaling) slows every pair alike
+    and the ratios between them stay fair.
+    """
+    pairs = list(zip(pipelines, samplers))
+    for pipeline, sampler in pairs:
+        pipeline.generate(samples, sampler, features=features)  # warm-up: first calls pay one-off setup
+    runs = [[] for _ in pairs]
+    for _ in range(repeats):
+        for i, (pipeline, sampler) in enumerate(pairs):
+            runs[i].append(pipeline.generate(samples, sampler, features=features)[1].row())
+    return [median_row(r) for r in runs]
 
 
 def bench_rows(pipeline, samples, repeats: int, samplers=SAMPLER_ORDER) -> list[dict]:
@@ -77,14 +91,12 @@ def bench_rows(pipeline, samples, repeats: int, samplers=SAMPLER_ORDER) -> list[
     start = time.perf_counter()
     features = pipeline.features(samples)
     seconds_features = time.perf_counter() - start
-    rows = []
-    for name in samplers:
-        row = timed_row(pipeline, samples, name, features, repeats)
+    rows = timed_rows([pipeline] * len(samplers), samples, list(samplers), features, repeats)
+    for row in rows:
         # the runs reused precomputed features: count the (warm) extraction once, as a real run pays it
         row["seconds_features"] = round(seconds_features, 4)
         row["seconds_total"] = round(row["seconds_total"] + seconds_features, 4)
         row["realtime_factor"] = round(row["seconds_total"] / row["audio_seconds"], 4)
-        rows.append(row)
     return rows
 
 
@@ -100,15 +112,13 @@ def interaction_rows(pipeline, samples, repeats: int, sampler: str = "async-lcm"
 
     features = pipeline.features(samples)
     precision = next(name for name, dtype in PRECISIONS.items() if dtype == pipeline.dtype)
-    rows = []
-    for interaction in INTERACTIONS:
-        variant = Pipeline(untrained_checkpoint(replace(pipeline.config, interaction=interaction)), precision,
-                           device=str(pipeline.device))
-        row = timed_row(variant, samples, sampler, features, repeats)
-        rows.append({"interaction": interaction, "sampler": sampler, "seconds_sampling": row["seconds_sampling"],
-                     "gflops": row["gflops"],
-                     "parameters_millions": round(variant.checkpoint.models["diffusion"].num_parameters() / 1e6, 2)})
-    return rows
+    variants = [Pipeline(untrained_checkpoint(replace(pipeline.config, interaction=interaction)), precision,
+                         device=str(pipeline.device)) for interaction in INTERACTIONS]
+    rows = timed_rows(variants, samples, [sampler] * len(variants), features, repeats)
+    return [{"interaction": interaction, "sampler": sampler, "seconds_sampling": row["seconds_sampling"],
+             "gflops": row["gflops"],
+             "parameters_millions": round(variant.checkpoint.models["diffusion"].num_parameters() / 1e6, 2)}
+            for interaction, variant, row in zip(INTERACTIONS, variants, rows)]
 
 
 def render_row(pipeline, samples, seconds: float, size: int, body: str | None = None) -> dict:
