@@ -2,7 +2,8 @@
 
 Notation (code -> paper):
     alpha_bar[t]   \\bar{alpha}_t of eq. 1, cosine schedule over num_train_timesteps
-    v              the network output, v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0
+    v              what `denoise` returns, v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (converted from
+                   the network's x0 prediction, see model.py)
     x0, eps        clean motion and noise, both recovered from v (predicted_x0 / predicted_noise)
     c_skip, c_out  LCM boundary scalings: f(x_t, t) = c_skip(t) x_t + c_out(t) x0_hat (eq. 2, 7)
 
