@@ -13,6 +13,7 @@ import os
 import platform
 import statistics
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,8 +44,6 @@ def matmul_peak(size: int = 1024, repeats: int = 5) -> dict[str, float]:
     The ceiling the sampler's FLOP rate is compared with: its matmuls are far smaller (192-wide
     layers), so it reaches a fraction of this.
     """
-    import time
-
     import torch
 
     rates = {}
@@ -86,8 +85,6 @@ def timed_rows(pipelines: list, samples, samplers: list[str], features, repeats:
 
 def bench_rows(pipeline, samples, repeats: int, samplers=SAMPLER_ORDER) -> list[dict]:
     """Median rows of each sampler; the audio features are computed once and timed once."""
-    import time
-
     start = time.perf_counter()
     features = pipeline.features(samples)
     seconds_features = time.perf_counter() - start

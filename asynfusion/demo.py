@@ -341,6 +341,18 @@ class CompareResult:
 # ----------------------------------------------------------------------------
 # The two actions
 # ----------------------------------------------------------------------------
+def _speech_and_features(audio_path, settings: Settings, trim: bool, folder: Path, progress: Progress,
+                         description: str) -> tuple[Speech, np.ndarray, float]:
+    """Read and check the speech, then its audio features: (speech, features, feature seconds)."""
+    progress(0.0, desc="reading the audio")
+    speech = read_speech(audio_path, settings, trim, folder)
+    pipeline = load_pipeline(settings)
+    progress(0.04, desc=description)
+    started = time.perf_counter()
+    features = pipeline.features(speech.samples)
+    return speech, features, time.perf_counter() - started
+
+
 def generate(audio_path: str | Path | None, sampler: str = "async-lcm", steps_expression: float | None = 0,
              steps_gesture: float | None = 0, seed: float | None = 0, trim: bool = False, speaker: float | None = 0,
              settings: Settings | None = None, progress: Progress | None = None) -> GenerateResult:
@@ -350,13 +362,8 @@ def generate(audio_path: str | Path | None, sampler: str = "async-lcm", steps_ex
     steps = check_steps(sampler, steps_expression, steps_gesture)
     seed, speaker = check_seed(seed), check_speaker(settings, speaker)
     with request_folder(settings) as folder:
-        progress(0.0, desc="reading the audio")
-        speech = read_speech(audio_path, settings, trim, folder)
-        pipeline = load_pipeline(settings)
-        progress(0.05, desc="audio features")
-        started = time.perf_counter()
-        features = pipeline.features(speech.samples)
-        features_seconds = time.perf_counter() - started
+        speech, features, features_seconds = _speech_and_features(audio_path, settings, trim, folder, progress,
+                                                                  "audio features")
         progress(0.1, desc=f"sampling with {steps_label(sampler, steps)}")
         motion, report = _sample(settings, speech.samples, features, sampler, steps, seed, speaker)
         from .motion import save_motion
@@ -385,13 +392,8 @@ def compare(audio_path: str | Path | None, seed: float | None = 0, trim: bool = 
     progress = progress or _no_progress
     seed, speaker = check_seed(seed), check_speaker(settings, speaker)
     with request_folder(settings) as folder:
-        progress(0.0, desc="reading the audio")
-        speech = read_speech(audio_path, settings, trim, folder)
-        pipeline = load_pipeline(settings)
-        progress(0.03, desc="audio features (shared by every sampler)")
-        started = time.perf_counter()
-        features = pipeline.features(speech.samples)
-        features_seconds = time.perf_counter() - started
+        speech, features, features_seconds = _speech_and_features(audio_path, settings, trim, folder, progress,
+                                                                  "audio features (shared by every sampler)")
         runs = list(COMPARED) + ([BASELINE] if baseline else [])
         motions, labels, rows = [], [], []
         for i, name in enumerate(runs):

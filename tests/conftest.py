@@ -1,5 +1,7 @@
 """Shared fixtures: a tiny model config, a tiny checkpoint folder and synthetic speech-like audio."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
@@ -53,13 +55,24 @@ def build_beat2_folder(root, clips: dict[str, tuple[int, str]], extra_rows=(), s
     return root
 
 
-@pytest.fixture
-def tiny_checkpoint(tmp_path):
+def write_tiny_checkpoint(folder: Path) -> Path:
+    """A tiny untrained checkpoint whose zero-initialized layers are randomized, so it outputs motion."""
     checkpoint = untrained_checkpoint(tiny_config())
     randomize_zero_inits(checkpoint.models["diffusion"])
-    path = tmp_path / "tiny-checkpoint"
+    path = folder / "tiny-checkpoint"
     save_checkpoint(path, checkpoint)
     return path
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    return write_tiny_checkpoint(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory):
+    """The tiny checkpoint, written once per test module (the app tests share it)."""
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("checkpoint"))
 
 
 @pytest.fixture

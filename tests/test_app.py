@@ -12,7 +12,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
-from conftest import randomize_zero_inits, speech_like, tiny_config
+from conftest import speech_like, tiny_config
 
 from asynfusion import demo
 from asynfusion.audio import SAMPLE_RATE
@@ -22,15 +22,6 @@ from asynfusion.motion import load_motion
 from asynfusion.settings import Settings, on_space
 
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def checkpoint_dir(tmp_path_factory):
-    checkpoint = untrained_checkpoint(tiny_config())
-    randomize_zero_inits(checkpoint.models["diffusion"])
-    path = tmp_path_factory.mktemp("app") / "tiny-checkpoint"
-    save_checkpoint(path, checkpoint)
-    return path
 
 
 @pytest.fixture

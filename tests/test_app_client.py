@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import randomize_zero_inits, speech_like, tiny_config
+from conftest import speech_like, write_tiny_checkpoint
 
-from asynfusion.checkpoint import save_checkpoint, untrained_checkpoint
 from asynfusion.motion import load_motion
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,20 +30,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def tiny_checkpoint_folder(folder: Path) -> Path:
-    checkpoint = untrained_checkpoint(tiny_config())
-    randomize_zero_inits(checkpoint.models["diffusion"])
-    save_checkpoint(folder / "tiny-checkpoint", checkpoint)
-    return folder / "tiny-checkpoint"
-
-
 @contextlib.contextmanager
 def running_app(folder: Path, render_size: int = 128, compare_size: int = 64):
     """`python app.py` with a tiny checkpoint and no example caching; yields the local URL it printed."""
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(free_port()),
            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
            "GRADIO_TEMP_DIR": str(folder / "gradio"), "GRADIO_EXAMPLES_CACHE": str(folder / "examples-cache"),
-           "ASYNFUSION_CHECKPOINT": str(tiny_checkpoint_folder(folder)), "ASYNFUSION_CACHE_EXAMPLES": "off",
+           "ASYNFUSION_CHECKPOINT": str(write_tiny_checkpoint(folder)), "ASYNFUSION_CACHE_EXAMPLES": "off",
            "ASYNFUSION_RENDER_SIZE": str(render_size), "ASYNFUSION_COMPARE_SIZE": str(compare_size),
            "ASYNFUSION_MAX_SECONDS": "10", "ASYNFUSION_WORK_DIR": str(folder / "work")}
     log_path = folder / "app.log"

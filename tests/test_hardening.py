@@ -21,11 +21,10 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
-from conftest import randomize_zero_inits, speech_like, tiny_config
+from conftest import speech_like
 
 from asynfusion import demo
 from asynfusion.audio import SAMPLE_RATE
-from asynfusion.checkpoint import save_checkpoint, untrained_checkpoint
 from asynfusion.cli import main
 from asynfusion.errors import InputError
 from asynfusion.motion import load_motion
@@ -165,15 +164,6 @@ CASES = {
 # ----------------------------------------------------------------------------
 # Fixtures: a tiny checkpoint, and a fresh temp folder for everything that asks for one
 # ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def checkpoint_dir(tmp_path_factory):
-    checkpoint = untrained_checkpoint(tiny_config())
-    randomize_zero_inits(checkpoint.models["diffusion"])
-    path = tmp_path_factory.mktemp("hardening") / "tiny-checkpoint"
-    save_checkpoint(path, checkpoint)
-    return path
-
-
 @pytest.fixture
 def temp(tmp_path, monkeypatch):
     """A fresh, empty temp folder. torch makes its own cache folder (torchinductor_<user>) in the temp
