@@ -6,6 +6,8 @@
                                     interaction variants' cost; rendering fps
     render MOTION.npz [MORE.npz ...] --audio AUDIO -o OUT.mp4 [--body PATH] [--size 512]
     make-corpus OUT_DIR             the built-in speech + motion corpus (BEAT2 layout)
+    realism [MOTION.npz ...] --reference CAPTURE.npz --audio SPEECH [--samplers ...] [--baseline MOOD ...]
+                                    kinematic statistics against a real capture
     train / distill / eval          see `python -m asynfusion COMMAND --help`
 
 Bad input ends with one line naming the problem and exit status 2; nothing is written to the
@@ -117,6 +119,12 @@ def cmd_distill(args) -> None:
     print(f"distilled checkpoint written to {distill(config)}")
 
 
+def cmd_realism(args) -> None:
+    from .realism import main as realism_main
+
+    realism_main(args)
+
+
 def cmd_eval(args) -> None:
     from .evaluate import main as evaluate_main
 
@@ -217,6 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--autoencoder", default=None, help="motion autoencoder folder for FMD/FED/FGD "
                    "(default: checkpoints/motion-autoencoder or $ASYNFUSION_AUTOENCODER)")
     p.set_defaults(run=cmd_eval)
+
+    p = commands.add_parser("realism", help="how human the motion looks: kinematic statistics against a capture")
+    p.add_argument("motion", nargs="*", help="motion .npz files on the capture's speech")
+    p.add_argument("--reference", required=True, help="the real capture (BEAT2 .npz) of the same speech")
+    p.add_argument("--audio", default=None, help="the capture's speech (for jaw depth and --samplers)")
+    p.add_argument("--samplers", nargs="*", choices=list(SAMPLERS), default=[],
+                   help="also generate with these samplers from --audio")
+    p.add_argument("--baseline", nargs="*", type=float, default=[], metavar="MOOD",
+                   help="also the rule-based generator at these moods (0-1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the rows and targets as JSON here")
+    common(p)
+    p.set_defaults(run=cmd_realism)
     return parser
 
 
