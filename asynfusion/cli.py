@@ -106,7 +106,8 @@ def cmd_train(args) -> None:
         width=args.width, depth=args.depth, heads=args.heads, interaction=args.interaction,
         num_speakers=args.num_speakers)
     config = TrainConfig(data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, bf16=not args.fp32, save_every=args.save_every, threads=args.threads)
+                         seed=args.seed, bf16=not args.fp32, save_every=args.save_every, threads=args.threads,
+                         init=args.init)
     info = {"trained_on": args.trained_on or f"{'built-in corpus' if space == 'arkit' else 'BEAT2'} at {args.data}"}
     print(f"checkpoint written to {train(config, model_config, info)}")
 
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     p.add_argument("--trained-on", default=None, help="provenance text stored in the checkpoint")
+    p.add_argument("--init", default=None, help="warm start from this checkpoint folder (same architecture)")
     p.set_defaults(run=cmd_train)
 
     p = commands.add_parser("distill", help="per-branch latent-consistency distillation of a trained checkpoint")

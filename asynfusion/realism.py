@@ -28,7 +28,7 @@ from scipy.signal import butter, sosfiltfilt
 
 from .audio import SAMPLE_RATE
 from .errors import InputError
-from .metrics import frechet_distance, jaw_opening, joint_positions, SPEECH_LOUDNESS
+from .metrics import SPEECH_LOUDNESS, frechet_distance, jaw_opening, joint_positions
 from .motion import FPS, JOINT, NUM_JOINTS, UPPER_BODY_JOINTS, Motion
 
 WINDOW, STRIDE = 64, 16
@@ -106,7 +106,8 @@ def still_pose(capture: Motion) -> Motion:
     typical = int(np.argmin(np.linalg.norm(positions - positions.mean(0), axis=-1).mean(-1)))
     frames = capture.num_frames
     return Motion(np.repeat(capture.poses[typical:typical + 1], frames, 0),
-                  np.repeat(capture.expressions[typical:typical + 1], frames, 0), expression_space=capture.expression_space)
+                  np.repeat(capture.expressions[typical:typical + 1], frames, 0),
+                  expression_space=capture.expression_space)
 
 
 class Reference:

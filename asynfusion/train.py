@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 250
     threads: int = 0               # torch threads; 0 = torch's default
+    init: str | None = None        # warm start: a checkpoint folder of the same architecture (its EMA weights)
 
 
 # ----------------------------------------------------------------------------
@@ -194,6 +195,17 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
 # ----------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------
+def warm_start_weights(path: str, model_config: ModelConfig) -> dict:
+    """The diffusion weights of a checkpoint of the same architecture; InputError names a mismatch."""
+    from .checkpoint import load_checkpoint
+    from .errors import InputError
+
+    checkpoint = load_checkpoint(path)
+    if checkpoint.config != model_config:
+        raise InputError(f"--init {path}: its model config {checkpoint.config} differs from this run's {model_config}")
+    return checkpoint.models["diffusion"].state_dict()
+
+
 def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = None) -> Path:
     """Train (or resume) and write an EMA checkpoint to config.out; returns its path."""
     rank, world = distributed()
@@ -204,6 +216,8 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
     data = load_training_data(config.data, model_config, config.window, config.stride)
     torch.manual_seed(config.seed)
     model = AsynFusionModel(model_config)
+    if config.init:
+        model.load_state_dict(warm_start_weights(config.init, model_config))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start = 0
