@@ -1,7 +1,7 @@
 """The command line: `python -m asynfusion COMMAND` (or `asynfusion COMMAND`).
 
     generate AUDIO -o OUT.npz [--sampler ddim|sync-lcm|async-lcm] [--steps-expression N]
-             [--steps-gesture N] [--seed N] [--checkpoint PATH] [--video OUT.mp4]
+             [--steps-gesture N] [--seed N] [--checkpoint PATH] [--video OUT.mp4] [--precision auto|bf16|fp32]
     bench AUDIO [--json]            the three samplers on one clip: NFE, seconds, GFLOPs per branch;
                                     interaction variants' cost; rendering fps
     render MOTION.npz [MORE.npz ...] --audio AUDIO -o OUT.mp4 [--body PATH] [--size 512]
@@ -56,7 +56,8 @@ def cmd_generate(args) -> None:
     label = "" if report.trained else "  [UNTRAINED checkpoint: random weights, plumbing only]"
     print(f"{out}: {motion.num_frames} frames ({report.audio_seconds:.2f} s) with {s.sampler} "
           f"{s.steps_expression}/{s.steps_gesture}; NFE {s.nfe_expression}+{s.nfe_gesture}, "
-          f"generation {report.seconds_total:.2f} s (real-time factor {report.realtime_factor:.3f}){label}")
+          f"generation {report.seconds_total:.2f} s (real-time factor {report.realtime_factor:.3f}) in "
+          f"{pipeline.precision}{label}")
     if stats:
         print(f"{video}: {stats['frames']} frames rendered at {stats['fps']:.1f} fps")
 
@@ -106,17 +107,30 @@ def cmd_train(args) -> None:
         width=args.width, depth=args.depth, heads=args.heads, interaction=args.interaction,
         num_speakers=args.num_speakers)
     config = TrainConfig(data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, bf16=not args.fp32, save_every=args.save_every, threads=args.threads,
+                         seed=args.seed, bf16=training_bf16(args), save_every=args.save_every, threads=args.threads,
                          init=args.init)
     info = {"trained_on": args.trained_on or f"{'built-in corpus' if space == 'arkit' else 'BEAT2'} at {args.data}"}
     print(f"checkpoint written to {train(config, model_config, info)}")
+
+
+def training_bf16(args) -> bool:
+    """bf16 autocast for train / distill: --precision (auto: only where native), --fp32 forcing fp32."""
+    from .precision import choose_precision
+
+    if args.fp32 and args.precision not in (None, "fp32"):
+        raise InputError(f"--fp32 contradicts --precision {args.precision}")
+    precision = choose_precision("fp32" if args.fp32 else args.precision)
+    if int(os.environ.get("RANK", 0)) == 0:  # once under torchrun
+        print(f"precision: {precision}")
+    return precision.name == "bf16"
 
 
 def cmd_distill(args) -> None:
     from .distill import DistillConfig, distill
 
     config = DistillConfig(data=args.data, teacher=args.teacher, out=args.out or args.teacher, steps=args.steps,
-                           batch_size=args.batch_size, seed=args.seed, bf16=not args.fp32, threads=args.threads)
+                           batch_size=args.batch_size, seed=args.seed, bf16=training_bf16(args),
+                           threads=args.threads)
     print(f"distilled checkpoint written to {distill(config)}")
 
 
@@ -141,12 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asynfusion", description="AsynFusion: speech -> SMPL-X face and body motion")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def precision_option(p, what: str):
+        p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None,
+                       help=f"number format of {what}; default ASYNFUSION_PRECISION, else auto: bf16 on a GPU or "
+                            "CPU with bf16 units, fp32 elsewhere")
+
     def common(p):
         p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the one in checkpoints/)")
         p.add_argument("--max-seconds", type=float, default=None,
                        help="longest audio accepted (default 60, or ASYNFUSION_MAX_SECONDS)")
-        p.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
-                       help="matmul precision of sampling (bf16: faster on CPUs with bf16 units)")
+        precision_option(p, "sampling")
 
     p = commands.add_parser("generate", help="speech file -> motion .npz (and optionally an mp4)")
     p.add_argument("audio")
@@ -202,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    precision_option(p, "training")
+    p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.add_argument("--trained-on", default=None, help="provenance text stored in the checkpoint")
     p.add_argument("--init", default=None, help="warm start from this checkpoint folder (same architecture)")
     p.set_defaults(run=cmd_train)
@@ -215,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fp32", action="store_true")
+    precision_option(p, "distillation")
+    p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.set_defaults(run=cmd_distill)
 
     p = commands.add_parser("eval", help="metrics and the paper's tables on the held-out split")

@@ -296,19 +296,22 @@ def example_paths() -> list[str]:
 def examples_cache_dir(settings: Settings) -> Path:
     """A folder for Gradio's cached example results named after everything they depend on, so a new
     checkpoint, body or video size gets fresh results instead of stale ones."""
-    digest = hashlib.sha256(f"{settings.body}|{settings.render_size}|{settings.precision}".encode())
-    checkpoint_dir = load_pipeline(settings).checkpoint.path
+    pipeline = load_pipeline(settings)  # the precision that runs here, not the setting ("auto")
+    digest = hashlib.sha256(f"{settings.body}|{settings.render_size}|{pipeline.precision}".encode())
+    checkpoint_dir = pipeline.checkpoint.path
     for path in sorted(checkpoint_dir.iterdir()) + [Path(p) for p in example_paths()]:
         if path.is_file():
             digest.update(path.name.encode() + path.read_bytes())
     return Path(".gradio") / "cached_examples" / f"asynfusion-{digest.hexdigest()[:12]}"
 
 
-def timing_table(report, features_seconds: float, render: dict) -> pd.DataFrame:
-    """Generate's timing panel: network evaluations and seconds per branch, generation, rendering, audio."""
+def timing_table(report, features_seconds: float, render: dict, precision) -> pd.DataFrame:
+    """Generate's timing panel: the precision and why, network evaluations and seconds per branch,
+    generation, rendering, audio."""
     s = report.sampling
     generation = features_seconds + report.seconds_total
     rows = [
+        ("precision", str(precision)),
         ("expression branch: network evaluations", s.nfe_expression),
         ("expression branch: seconds", round(s.seconds_expression, 3)),
         ("gesture branch: network evaluations", s.nfe_gesture),
@@ -377,8 +380,10 @@ def generate(audio_path: str | Path | None, sampler: str = "async-lcm", steps_ex
         render = _render([motion], speech, video_path, [label], settings, settings.render_size, progress, 0.3)
     cut = f" (its first {settings.max_seconds:g} s)" if speech.trimmed else ""
     note = (f"{steps_label(sampler, steps)} steps, seed {seed}, on {speech.seconds:.1f} s of speech{cut}: generated "
-            f"in {generation:.2f} s, rendered in {render['seconds']:.1f} s.\n\n{provenance(settings)}")
-    return GenerateResult(str(video_path), str(motion_path), timing_table(report, features_seconds, render), note)
+            f"in {generation:.2f} s ({load_pipeline(settings).precision.name}), rendered in {render['seconds']:.1f} s."
+            f"\n\n{provenance(settings)}")
+    return GenerateResult(str(video_path), str(motion_path), timing_table(report, features_seconds, render,
+                                                                       load_pipeline(settings).precision), note)
 
 
 def compare(audio_path: str | Path | None, seed: float | None = 0, trim: bool = False, baseline: bool = False,

@@ -11,7 +11,7 @@ noise level. The boundary scalings and the DDIM step are the sampler's own funct
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .diffusion.sampler import LCM_SOLVER_STEPS
 from .diffusion.schedule import NoiseSchedule, consistency_output, ddim_step, solver_grid
 from .model import BRANCHES
+from .precision import bf16_by_default
 from .train import distributed, learning_rate, load_state, load_training_data, optimize, progress_bar, save_state
 
 
@@ -35,7 +36,7 @@ class DistillConfig:
     warmup: int = 50
     target_decay: float = 0.95   # EMA of the target network (LCM's mu)
     seed: int = 0
-    bf16: bool = True
+    bf16: bool = field(default_factory=bf16_by_default)  # bf16 autocast only where native (precision.py)
     save_every: int = 100
     threads: int = 0
 

@@ -17,8 +17,7 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .diffusion.sampler import SAMPLERS, SampleStats, sample
 from .model import BRANCHES
 from .motion import Motion, features_to_motion
-
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+from .precision import choose_precision
 
 
 @dataclass
@@ -79,13 +78,15 @@ def blend_weights(window: int, overlap: int, first: bool, last: bool) -> np.ndar
 class Pipeline:
     """A loaded checkpoint and everything needed to turn 16 kHz speech into a Motion."""
 
-    def __init__(self, checkpoint: Checkpoint | str | None = None, precision: str = "bf16", threads: int = 0,
+    def __init__(self, checkpoint: Checkpoint | str | None = None, precision: str | None = None, threads: int = 0,
                  device: str | None = None):
         self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
         self.config = self.checkpoint.config
-        self.dtype = PRECISIONS[precision]
         # the GPU when there is one; on a CPU-only machine (or device="cpu") everything stays on the CPU
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # None: $ASYNFUSION_PRECISION, else auto (bf16 only where it is native); see precision.py
+        self.precision = choose_precision(precision, self.device)
+        self.dtype = self.precision.dtype
         for model in self.checkpoint.models.values():
             model.to(self.device)
         if threads:
@@ -149,7 +150,7 @@ class Pipeline:
             "steps_gesture": sampling.steps_gesture, "seed": seed,
             "checkpoint": str(self.checkpoint.path or "in-memory"),
             "trained_on": self.checkpoint.info.get("trained_on", "untrained"),
-            "precision": str(self.dtype).removeprefix("torch."),
+            "precision": self.precision.name,
         })
         seconds_stitch = time.perf_counter() - stitch_start
         report = GenerationReport(

@@ -7,7 +7,7 @@
     ASYNFUSION_CACHE_EXAMPLES  eager | lazy | off: when the examples' results are computed (eager)
     ASYNFUSION_RENDER_SIZE     video side in pixels for Generate (512)
     ASYNFUSION_COMPARE_SIZE    side of each avatar's tile in the Compare video (384)
-    ASYNFUSION_PRECISION       bf16 | fp32 sampling precision (bf16)
+    ASYNFUSION_PRECISION       auto | bf16 | fp32 sampling precision (auto: bf16 only where native, see precision.py)
     ASYNFUSION_WORK_DIR        where each request's files go (a folder in the system temp dir)
     ASYNFUSION_KEEP_SECONDS    request files older than this are deleted (3600)
     ASYNFUSION_MAX_UPLOAD      largest upload Gradio accepts ("50mb")
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .precision import CHOICES as PRECISIONS
 
 CACHE_MODES = ("eager", "lazy", "off")
-PRECISIONS = ("bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Settings:
     cache_examples: str = "eager"   # eager: computed at launch, so the page opens with a result showing
     render_size: int = 512
     compare_size: int = 384         # 3-4 avatars side by side: smaller tiles keep Compare's render short
-    precision: str = "bf16"
+    precision: str = "auto"         # bf16 on a GPU or CPU with bf16 units, fp32 elsewhere
     work_dir: Path = Path(tempfile.gettempdir()) / "asynfusion-app"
     keep_seconds: int = 3600
     max_upload: str = "50mb"

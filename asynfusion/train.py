@@ -3,7 +3,7 @@
 Per branch: 10 L_noise + 1 L_velocity + 1 L_huber, each branch at its own, independently drawn
 timestep (equal on a fraction of the batch), so every branch learns to read the other at any noise
 level — what asynchronous sampling relies on. AdamW, warmup + cosine learning rate, EMA weights,
-bf16 autocast on CPU, resumable, and DistributedDataParallel under `torchrun` (gloo on CPU).
+bf16 autocast on CPUs with bf16 units, resumable, and DistributedDataParallel under `torchrun` (gloo on CPU).
 
     python -m asynfusion train --data /path/to/beat2_or_corpus --out checkpoints/mine --steps 4000
     torchrun --nproc_per_node=2 -m asynfusion train ...
@@ -13,7 +13,7 @@ import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from .data import expression_space, load_windows
 from .diffusion.schedule import NoiseSchedule
 from .model import BRANCHES, AsynFusionModel
 from .motion import NormStats
+from .precision import bf16_by_default
 
 LOSS_WEIGHTS = {"noise": 10.0, "velocity": 1.0, "huber": 1.0}  # lambda_t, lambda_v, lambda_delta (eq. 11)
 
@@ -45,7 +46,7 @@ class TrainConfig:
     same_timestep: float = 0.25    # fraction of samples where both branches share t (as at sync sampling)
     window: int = 64
     stride: int = 20
-    bf16: bool = True              # autocast matmuls to bf16 on CPU: ~2x faster here
+    bf16: bool = field(default_factory=bf16_by_default)  # bf16 autocast only where native (precision.py)
     seed: int = 0
     save_every: int = 250
     threads: int = 0               # torch threads; 0 = torch's default

@@ -137,6 +137,7 @@ def test_generate_gives_video_motion_timings_and_provenance(settings, speech):
     motion = load_motion(result.motion)
     assert motion.num_frames == 45 and motion.metadata["seed"] == 3
     values = dict(zip(result.timings["measure"], result.timings["value"]))
+    assert values["precision"].startswith(("fp32 (", "bf16 (")) and values["precision"].split()[0] in result.note
     assert values["expression branch: network evaluations"] == 4
     assert values["gesture branch: network evaluations"] == 8
     assert values["audio length: seconds"] == 1.5

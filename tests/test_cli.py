@@ -22,7 +22,8 @@ def test_generate_writes_a_beat2_npz(tmp_path, tiny_checkpoint, speech_wav, caps
     assert main(["generate", str(speech_wav), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--seed", "5"]) == 0
     motion = load_motion(out)
     assert motion.num_frames == 90 and motion.metadata["seed"] == 5 and motion.metadata["sampler"] == "async-lcm"
-    assert "UNTRAINED" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "UNTRAINED" in out and (" in fp32 (" in out or " in bf16 (" in out)
 
 
 def test_generate_is_deterministic_across_processes(tmp_path, tiny_checkpoint, speech_wav):
@@ -34,7 +35,8 @@ def test_generate_is_deterministic_across_processes(tmp_path, tiny_checkpoint, s
     assert load_motion(tmp_path / "a.npz").metadata["steps_gesture"] == 5
 
 
-def test_bench_json_report(tiny_checkpoint, speech_wav, capsys):
+def test_bench_json_report(tiny_checkpoint, speech_wav, capsys, monkeypatch):
+    monkeypatch.delenv("ASYNFUSION_PRECISION", raising=False)
     assert main(["bench", str(speech_wav), "--json", "--repeats", "1", "--checkpoint", str(tiny_checkpoint),
                  "--render-seconds", "0.5", "--size", "64"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -50,6 +52,7 @@ def test_bench_json_report(tiny_checkpoint, speech_wav, capsys):
     assert max(per_eval) - min(per_eval) < 1e-2 * max(per_eval)
     assert "cores" in report["machine"] and "threads" in report["machine"]
     assert report["matmul_gflops_per_second"]["bf16"] > 0 and report["matmul_gflops_per_second"]["fp32"] > 0
+    assert report["precision"] in ("bf16", "fp32") and report["precision_reason"].startswith("auto: ")
     variants = {r["interaction"]: r for r in report["interactions"]}
     assert set(variants) == {"none", "e2g", "g2e", "naive", "cosync"}
     assert variants["none"]["gflops"] < variants["cosync"]["gflops"]
@@ -59,9 +62,10 @@ def test_bench_json_report(tiny_checkpoint, speech_wav, capsys):
 
 def test_bench_table(tiny_checkpoint, speech_wav, capsys):
     assert main(["bench", str(speech_wav), "--repeats", "1", "--checkpoint", str(tiny_checkpoint),
-                 "--no-variants", "--render-seconds", "0"]) == 0
+                 "--no-variants", "--render-seconds", "0", "--precision", "fp32"]) == 0
     out = capsys.readouterr().out
     assert "machine:" in out and "async-lcm" in out and "vs DDIM" in out
+    assert "precision: fp32 (requested)" in out
     assert "interaction variants" not in out and "rendering" not in out
 
 
