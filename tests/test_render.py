@@ -1,8 +1,10 @@
 """Rendering: offscreen OpenGL, an mp4 with one H.264 and one AAC stream lasting as long as the
 speech, frames that show a person, side by side, any SMPL-X-format body, nothing left on failure."""
 
+import math
 import re
 import subprocess
+from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
@@ -13,7 +15,16 @@ from test_body import write_tiny_smplx
 
 from asynfusion.errors import InputError
 from asynfusion.motion import JOINT, Motion
-from asynfusion.render import BACKGROUND, choose_gl_platform, render_still, render_video
+from asynfusion.render import (
+    BACKGROUND,
+    FLOOR_COLOR,
+    TILT_DEGREES,
+    VIEW_BOTTOM,
+    VIEW_TOP,
+    choose_gl_platform,
+    render_still,
+    render_video,
+)
 
 SIZE = 128
 
@@ -150,3 +161,83 @@ def test_a_stalled_encoder_times_out_and_cleans_up(tmp_path, monkeypatch, comman
     with pytest.raises(InputError, match=message):
         render_video([talking(60)], None, tmp_path / "out.mp4", size=SIZE, progress=lambda done, total: None)
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------
+# A real capture (BEAT2) on the free body, beside a generated motion (issue 11)
+# ----------------------------------------------------------------------------
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
+CAPTURE = REAL / "2_scott_0_2_2"
+
+
+def every(motion: Motion, step: int) -> Motion:
+    """Every `step`-th frame, at the matching lower frame rate (so the clip keeps its length in seconds)."""
+    return Motion(motion.poses[::step], motion.expressions[::step], motion.trans[::step], motion.betas,
+                  fps=motion.fps // step, expression_space=motion.expression_space)
+
+
+def person_mask(tile: np.ndarray) -> np.ndarray:
+    """Pixels of the avatar in one tile: neither background nor floor, outside the close-up card's corner."""
+    size = tile.shape[0]
+    pixels = tile.astype(float)
+    mask = np.ones(tile.shape[:2], bool)
+    for color in (BACKGROUND, FLOOR_COLOR):
+        mask &= np.abs(pixels - np.array(color) * 255).sum(-1) > 60
+    mask[: int(0.47 * size), int(0.54 * size):] = False  # the card and its border
+    mask[int(0.85 * size):] = False                      # the label strip and the legs under it
+    mask[:, [0, -1]] = False                             # the divider between tiles
+    return mask
+
+
+@pytest.mark.skipif(not CAPTURE.with_suffix(".npz").is_file(), reason="needs ../shared/real (the BEAT2 sample)")
+def test_a_beat2_capture_renders_as_an_adult_framed_like_a_generated_motion(tmp_path):
+    """Same projected height as a generated motion (within 15 %) and inside the frame for the whole clip,
+    though the file's betas are SMPL-X's and its root stands 1.3 m up and wanders about the mocap volume."""
+    from asynfusion.audio import load_audio
+    from asynfusion.motion import load_motion
+    from asynfusion.pipeline import Pipeline
+
+    capture = load_motion(CAPTURE.with_suffix(".npz"))
+    assert capture.betas.any() and capture.trans[:, 1].min() > 1.0 and capture.expression_space == "flame"
+    speech = load_audio(CAPTURE.with_suffix(".wav"), max_seconds=math.inf)[: 20 * 16_000]
+    generated, _ = Pipeline(precision="fp32").generate(speech, count_flops=False)
+    step = 15  # two frames a second of the whole minute
+    out = tmp_path / "capture_and_generated.mp4"
+    stats = render_video([every(capture, step), every(generated, step)], None, out, size=SIZE,
+                         progress=lambda done, total: None)
+    assert any("jaw only" in note for note in stats["notes"]) and any("betas" in note for note in stats["notes"])
+    frames = decoded_frames(out)
+    assert len(frames) == math.ceil(capture.num_frames / step)
+    tilt = math.radians(TILT_DEGREES)
+    floor_row = SIZE * (0.5 + (VIEW_TOP + VIEW_BOTTOM) / 2 * math.cos(tilt) / (VIEW_TOP - VIEW_BOTTOM))
+    heights = {0: [], 1: []}
+    for k, frame in enumerate(frames):
+        for tile in (0, 1):
+            if tile == 1 and k >= math.ceil(generated.num_frames / step):
+                continue  # the generated motion is 20 s long and holds its last pose after that
+            mask = person_mask(frame[:, tile * SIZE:(tile + 1) * SIZE])
+            rows, columns = np.nonzero(mask)
+            assert len(rows) > 0.05 * SIZE**2, f"frame {k}, tile {tile}: no avatar"
+            assert rows.min() > 1, f"frame {k}, tile {tile}: the head is cut off at the top"
+            assert columns.min() > 2 and columns.max() < SIZE - 3, f"frame {k}, tile {tile}: out of frame sideways"
+            heights[tile].append(floor_row - rows.min())
+    ratio = np.median(heights[0]) / np.median(heights[1])
+    assert 0.85 < ratio < 1.15, f"capture {np.median(heights[0]):.0f} px tall, generated {np.median(heights[1]):.0f} px"
+
+
+@pytest.mark.skipif(not CAPTURE.with_suffix(".npz").is_file(), reason="needs ../shared/real (the BEAT2 sample)")
+def test_a_flame_face_on_the_free_body_still_moves_the_jaw():
+    from asynfusion.body import body_vertices, load_body
+    from asynfusion.motion import load_motion
+
+    body = load_body()
+    capture = load_motion(CAPTURE.with_suffix(".npz"))
+    clip = Motion(capture.poses[:300], capture.expressions[:300], capture.trans[:300], capture.betas,
+                  expression_space="flame")
+    vertices = body_vertices(body, clip)
+    weights = body.lbs_weights.numpy()
+    jaw = np.where(weights.argmax(1) == JOINT["jaw"])[0]
+    chin = jaw[np.argsort(-body.v_template.numpy()[jaw, 2])[:30]]               # the jaw's front-most vertices
+    skull = np.where(weights[:, JOINT["head"]] > 0.99)[0]
+    opening = (vertices[:, skull, 1].mean(1) - vertices[:, chin, 1].mean(1))    # chin below the skull
+    assert np.ptp(opening) > 0.002  # millimetres of real jaw motion in 10 s of speech
