@@ -7,7 +7,9 @@ follow. A Wav2Vec2 / HuBERT encoder from a local directory is the optional alter
 """
 
 import functools
+import math
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,12 +36,43 @@ def num_motion_frames(num_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
 # ----------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------
-def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
-    """MP3 and what libsndfile cannot read (m4a/aac, video containers): the ffmpeg that imageio-ffmpeg ships."""
+class AudioTooLong(InputError):
+    """Audio past the cap. `seconds`: its length where the header or the decoder tells it, else None."""
+
+    def __init__(self, name: str, seconds: float | None, cap: float):
+        self.seconds, self.cap = seconds, cap
+        length = f"{seconds:.1f} s" if seconds is not None else f"more than {cap:g} s"
+        super().__init__(f"audio is {length}, longer than the {cap:g} s cap (raise it with --max-seconds or "
+                         "ASYNFUSION_MAX_SECONDS, or trim the file)")
+
+
+class AudioTooShort(InputError):
+    """Audio under MIN_SECONDS (or none at all); `seconds` is its length."""
+
+    def __init__(self, message: str, seconds: float):
+        self.seconds = seconds
+        super().__init__(message)
+
+
+def _ffmpeg_duration(path: Path) -> float | None:
+    """The container's duration as ffmpeg reads it from the header (an estimate for some MP3s)."""
     import imageio_ffmpeg
 
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path),
-               "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"]
+    result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)],
+                            capture_output=True, timeout=30)
+    found = re.search(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", result.stderr)
+    return None if found is None else int(found[1]) * 3600 + int(found[2]) * 60 + float(found[3])
+
+
+def _decode_with_ffmpeg(path: Path, limit: float) -> tuple[np.ndarray, int]:
+    """MP3 and what libsndfile cannot read (m4a/aac, MP3 inside a RIFF header, video containers): the
+    ffmpeg that imageio-ffmpeg ships, decoding no more than the first `limit` seconds."""
+    import imageio_ffmpeg
+
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path)]
+    if math.isfinite(limit):
+        command += ["-t", f"{limit:.6f}"]
+    command += ["-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"]
     result = subprocess.run(command, capture_output=True, timeout=120)
     if result.returncode != 0 or not result.stdout:
         message = result.stderr.decode(errors="replace").strip().splitlines()
@@ -57,15 +90,35 @@ def _looks_like_mp3(path: Path) -> bool:
     return head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
 
 
-def load_audio(path: str | os.PathLike, max_seconds: float | None = None) -> np.ndarray:
-    """Read any common audio file -> float32 mono at 16 kHz, validated.
-
-    Raises InputError (one line) for a missing, empty, undecodable, silent-and-empty,
-    too-short or too-long file, and for NaN, infinite or absurdly large samples; max_seconds=None
-    means the configured cap.
-    """
+def _read_with_soundfile(path: Path, max_seconds: float, trim: bool) -> tuple[np.ndarray, int] | None:
+    """WAV, FLAC, OGG, ... through libsndfile, the length checked from the header before anything is
+    decoded; None when libsndfile cannot read the file."""
     import soundfile
 
+    try:
+        info = soundfile.info(str(path))  # libsndfile's frame count never exceeds what the file holds
+    except Exception:  # not a libsndfile format (m4a, mp4, MP3 in RIFF, ...) or not audio at all
+        return None
+    seconds = info.frames / info.samplerate if info.samplerate else 0.0
+    if seconds > max_seconds + 1e-6 and not trim:
+        raise AudioTooLong(path.name, seconds, max_seconds)
+    frames = info.frames if not math.isfinite(max_seconds) else min(info.frames, int(max_seconds * info.samplerate))
+    try:
+        samples, rate = soundfile.read(str(path), frames=frames, dtype="float32", always_2d=True)
+    except Exception:
+        return None
+    return samples.mean(axis=1), rate
+
+
+def load_audio(path: str | os.PathLike, max_seconds: float | None = None, trim: bool = False) -> np.ndarray:
+    """Read any common audio file -> float32 mono at 16 kHz, validated.
+
+    Audio longer than `max_seconds` (None: the configured cap) raises AudioTooLong, found from the
+    file's header where it has one (WAV, FLAC, OGG), before decoding; otherwise decoding stops just past
+    the cap, so a file of hours costs no more than one at the cap. `trim=True` keeps the first
+    `max_seconds` instead. Raises InputError (one line) for a missing, empty, undecodable or too-short
+    file, and for NaN, infinite or absurdly large samples.
+    """
     path = Path(path)
     max_seconds = MAX_SECONDS if max_seconds is None else max_seconds
     if not path.exists():
@@ -74,28 +127,26 @@ def load_audio(path: str | os.PathLike, max_seconds: float | None = None) -> np.
         raise InputError(f"expected an audio file, got a directory: {path}")
     if path.stat().st_size == 0:
         raise InputError(f"audio file is empty: {path.name}")
-    samples = None
+    decoded = None
     if not _looks_like_mp3(path):  # libsndfile reads MP3 with mpg123, which writes its warnings onto stderr itself
-        try:
-            samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-            samples = samples.mean(axis=1)
-        except Exception:  # not a libsndfile format (m4a, mp4, ...) or not audio at all
-            pass
-    if samples is None:
+        decoded = _read_with_soundfile(path, max_seconds, trim)
+    if decoded is None:
         if shutil.which("ffmpeg") is None:
             try:
                 import imageio_ffmpeg  # noqa: F401
             except ImportError:
                 raise InputError(f"unsupported audio format: {path.name}") from None
-        samples, rate = _decode_with_ffmpeg(path)
+        # a second past the cap is enough to know the file is too long
+        decoded = _decode_with_ffmpeg(path, max_seconds if trim else max_seconds + 1.0)
+        if len(decoded[0]) / decoded[1] > max_seconds + 1e-6 and not trim:
+            seconds = _ffmpeg_duration(path)
+            raise AudioTooLong(path.name, seconds if seconds and seconds > max_seconds else None, max_seconds)
+    samples, rate = decoded
     if len(samples) == 0:
-        raise InputError(f"audio file has no samples: {path.name}")
+        raise AudioTooShort(f"audio file has no samples: {path.name}", 0.0)
     duration = len(samples) / rate
-    if duration > max_seconds + 1e-6:
-        raise InputError(f"audio is {duration:.1f} s, longer than the {max_seconds:g} s cap "
-                         f"(raise it with --max-seconds or ASYNFUSION_MAX_SECONDS, or trim the file)")
     if duration < MIN_SECONDS:
-        raise InputError(f"audio is {duration:.2f} s; at least {MIN_SECONDS} s of speech is needed")
+        raise AudioTooShort(f"audio is {duration:.2f} s; at least {MIN_SECONDS} s of speech is needed", duration)
     if not np.all(np.isfinite(samples)):
         raise InputError(f"audio contains NaN or infinite samples: {path.name}")
     peak = float(np.abs(samples).max())
@@ -109,6 +160,21 @@ def load_audio(path: str | os.PathLike, max_seconds: float | None = None) -> np.
         samples = soxr.resample(samples, rate, SAMPLE_RATE, quality="soxr_hq")
         samples = np.pad(samples[:length], (0, max(0, length - len(samples))))
     return np.clip(samples - samples.mean(), -1.0, 1.0).astype(np.float32)  # DC offset out, clipping bounded
+
+
+def audio_seconds(path: str | os.PathLike) -> float:
+    """The length of an audio file in seconds: from its header where libsndfile reads one, else decoded."""
+    import soundfile
+
+    path = Path(path)
+    if not _looks_like_mp3(path):
+        try:
+            info = soundfile.info(str(path))
+            if info.samplerate and info.frames:
+                return info.frames / info.samplerate
+        except Exception:
+            pass
+    return len(load_audio(path, max_seconds=math.inf)) / SAMPLE_RATE
 
 
 # ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .audio import MIN_SECONDS, SAMPLE_RATE, load_audio
+from .audio import MIN_SECONDS, SAMPLE_RATE, AudioTooLong, AudioTooShort, load_audio
 from .errors import InputError
 from .settings import Settings, on_space
 
@@ -107,17 +107,6 @@ def loudest_dbfs(samples: np.ndarray, window: int = SAMPLE_RATE // 50) -> float:
     return 20 * math.log10(max(rms, 1e-10))
 
 
-def _header_seconds(path: Path) -> float | None:
-    """Duration from the file header where libsndfile reads it (WAV, FLAC, OGG: what browsers record)."""
-    import soundfile
-
-    try:
-        info = soundfile.info(str(path))
-    except Exception:  # not a libsndfile format; load_audio decodes it with ffmpeg and checks it
-        return None
-    return info.frames / info.samplerate if info.samplerate else None
-
-
 def trim_label(cap: float) -> str:
     """The checkbox that cuts long audio to the cap (the refusal message names it)."""
     return f"Use only the first {cap:g} s of longer audio"
@@ -129,23 +118,25 @@ def read_speech(audio_path: str | Path | None, settings: Settings, trim: bool, f
     if not audio_path:
         raise InputError("No audio: upload a file, record with the microphone, or pick an example.")
     path = Path(audio_path)
-    seconds = _header_seconds(path) if path.is_file() else None
-    if seconds is not None and seconds < MIN_SECONDS:
-        raise InputError(f"The recording is only {seconds:.2f} s long: record or upload at least {MIN_SECONDS:g} s "
-                         "of speech.")
-    samples = load_audio(path, max_seconds=math.inf)
     cap = settings.max_seconds
-    trimmed = False
-    if len(samples) > cap * SAMPLE_RATE:
+    try:
+        samples = load_audio(path, max_seconds=cap)  # a long file is refused from its header, before decoding
+        trimmed = False
+    except AudioTooLong as error:
         if not trim:
-            raise InputError(f"The audio is {len(samples) / SAMPLE_RATE:.1f} s long, past the {cap:g} s limit: tick "
-                             f"'{trim_label(cap)}' (trim=True in the API), or upload a shorter clip.")
+            length = f"is {error.seconds:.1f} s long," if error.seconds is not None else "runs"
+            raise InputError(f"The audio {length} past the {cap:g} s limit: tick '{trim_label(cap)}' "
+                             "(trim=True in the API), or upload a shorter clip.") from None
+        samples = load_audio(path, max_seconds=cap, trim=True)[: int(cap * SAMPLE_RATE)]  # decodes the start only
+        trimmed = True
+    except AudioTooShort as error:
+        raise InputError(f"The recording is only {error.seconds:.2f} s long: record or upload at least "
+                         f"{MIN_SECONDS:g} s of speech.") from None
+    if trimmed:
         import soundfile
 
-        samples = samples[: int(cap * SAMPLE_RATE)]
         path = folder / "speech.wav"
         soundfile.write(path, samples, SAMPLE_RATE, subtype="PCM_16")
-        trimmed = True
     level = loudest_dbfs(samples)
     if level < SILENCE_DBFS:
         raise InputError(f"The audio is silent (its loudest moment is {level:.0f} dBFS): check the microphone, "

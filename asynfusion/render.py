@@ -475,12 +475,6 @@ def _produce(stage: _Stage, bodies, motions, num_frames: int, out: queue.Queue, 
         out.put(error)
 
 
-def _audio_seconds(audio_path: str) -> float:
-    from .audio import SAMPLE_RATE, load_audio
-
-    return len(load_audio(audio_path, max_seconds=float("inf"))) / SAMPLE_RATE
-
-
 def _ffmpeg_command(width: int, height: int, fps: int, audio_path: str | None, out_path: str) -> list[str]:
     import imageio_ffmpeg
 
@@ -518,7 +512,9 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
         raise InputError(f"video size must be an even number of pixels >= 64, got {size}")
     out_path = Path(out_path)
     if audio_path is not None:
-        num_frames = max(1, math.ceil(_audio_seconds(audio_path) * fps - 1e-6))
+        from .audio import audio_seconds
+
+        num_frames = max(1, math.ceil(audio_seconds(audio_path) * fps - 1e-6))
     else:
         num_frames = max(m.num_frames for m in motions)
     if min(m.num_frames for m in motions) == 0:

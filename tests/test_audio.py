@@ -9,8 +9,10 @@ from conftest import speech_like
 from asynfusion.audio import (
     MEL_FEATURE_DIM,
     SAMPLE_RATE,
+    AudioTooLong,
     SpeechEncoder,
     audio_features,
+    audio_seconds,
     load_audio,
     mel_features,
     num_motion_frames,
@@ -59,6 +61,23 @@ def test_bad_audio_files(tmp_path):
 def test_exactly_the_cap_is_accepted(tmp_path):
     soundfile.write(tmp_path / "cap.wav", speech_like(2.0), 16000)
     assert len(load_audio(tmp_path / "cap.wav", max_seconds=2.0)) == 32000
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3"])
+def test_past_the_cap_names_the_length_or_keeps_the_start(tmp_path, suffix):
+    soundfile.write(tmp_path / "a.wav", speech_like(6.0, 22050), 22050)
+    if suffix == ".mp3":
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "a.wav"),
+                        str(tmp_path / "a.mp3")], check=True)
+    path = tmp_path / f"a{suffix}"
+    with pytest.raises(AudioTooLong) as refusal:
+        load_audio(path, max_seconds=4)
+    assert refusal.value.seconds == pytest.approx(6.0, abs=0.1) and refusal.value.cap == 4
+    start = load_audio(path, max_seconds=4, trim=True)
+    assert abs(len(start) - 4 * SAMPLE_RATE) <= 2
+    whole = load_audio(path, max_seconds=10)
+    np.testing.assert_allclose(start[SAMPLE_RATE:2 * SAMPLE_RATE], whole[SAMPLE_RATE:2 * SAMPLE_RATE], atol=0.05)
+    assert audio_seconds(path) == pytest.approx(6.0, abs=0.1)
 
 
 def test_features_are_frame_aligned():

@@ -120,6 +120,59 @@ def nan_and_inf(folder: Path) -> Path:
     return write(folder / "nan.wav", samples, subtype="FLOAT")
 
 
+def mp3_named_wav(folder: Path) -> Path:  # real example files are like that: an MP3 stream, a .wav name
+    source = write(folder / "source.wav", speech_like(1.5, 44100), 44100)
+    path = folder / "recording.wav"
+    ffmpeg("-i", source, "-f", "mp3", path)
+    source.unlink()
+    return path
+
+
+def mp3_in_riff(folder: Path) -> Path:  # a RIFF/WAVE header around MP3 frames (format tag 0x55)
+    source = write(folder / "source.wav", speech_like(1.5, 22050), 22050)
+    path = folder / "riff-mp3.wav"
+    ffmpeg("-i", source, "-c:a", "libmp3lame", "-f", "wav", path)
+    source.unlink()
+    return path
+
+
+def stereo_mp3(folder: Path) -> Path:
+    left = speech_like(1.5, 44100)
+    source = write(folder / "source.wav", np.stack([left, 0.7 * left], axis=1), 44100)
+    path = folder / "stereo-44k.mp3"
+    ffmpeg("-i", source, "-ac", "2", "-ar", "44100", "-b:a", "128k", path)
+    source.unlink()
+    return path
+
+
+BEAT2_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "real" / "2_scott_0_2_2.wav"
+
+
+def beat2_float(folder: Path) -> Path:
+    """BEAT2's wave16k files are 16 kHz 32-bit float WAVs; real speech from the sample where it is here."""
+    samples = soundfile.read(BEAT2_SPEECH, dtype="float32")[0][16_000:40_000] if BEAT2_SPEECH.is_file() \
+        else speech_like(1.5)
+    return write(folder / "2_scott_0_2_2.wav", samples, subtype="FLOAT")
+
+
+TWO_HOURS = 2 * 3600
+
+
+def two_hour_header(folder: Path) -> Path:
+    """A 16 kHz PCM WAV whose header says two hours: 1.5 s of speech, then zeros the file system stores
+    sparsely (230 MB on paper), so decoding it all would be slow and large, and reading the header is not."""
+    data_bytes = TWO_HOURS * SAMPLE_RATE * 2
+    header = write(folder / "head.wav", speech_like(1.5)).read_bytes()
+    start = header.index(b"data") + 8
+    path = folder / "two-hours.wav"
+    with open(path, "wb") as file:
+        file.write(header[:4] + (start - 8 + data_bytes).to_bytes(4, "little") + header[8:start - 4]
+                   + data_bytes.to_bytes(4, "little") + header[start:])
+        file.truncate(start + data_bytes)
+    (folder / "head.wav").unlink()
+    return path
+
+
 @dataclass
 class Case:
     make: Callable[[Path], Path]
@@ -157,6 +210,14 @@ CASES = {
     "NaN and inf samples": Case(nan_and_inf, r"^error: audio contains NaN or infinite samples: nan\.wav$"),
     "float far past full scale": Case(lambda f: write(f / "huge.wav", 1e30 * speech_like(1.5), subtype="FLOAT"),
                                       r"^error: audio samples reach [0-9.]+e\+29, far past full scale \(1\.0\)"),
+    "MP3 named .wav": Case(mp3_named_wav, 45),
+    # 47: the encoder's delay and padding stay in, as a RIFF header has no field to say what to drop
+    "MP3 in a RIFF header, named .wav": Case(mp3_in_riff, 47),
+    "44.1 kHz stereo MP3": Case(stereo_mp3, 45),
+    "BEAT2's 16 kHz float WAV": Case(beat2_float, 45),
+    "WAV header claiming 2 hours": Case(two_hour_header,
+                                        r"^error: audio is 7200\.0 s, longer than the 4 s cap \(raise it with",
+                                        r"^The audio is 7200\.0 s long, past the 4 s limit: tick 'Use only the"),
     "non-ASCII name with spaces": Case(lambda f: write(f / "Grüße aus Köln – take 2.wav", speech_like(1.5)), 45),
 }
 
@@ -338,3 +399,60 @@ def test_app_compare(case, settings, inputs, temp, monkeypatch):
     result = demo.compare(str(audio), settings=settings)
     assert list(result.table["sampler"]) == ["DDIM", "sync LCM", "async LCM"]
     assert_request_kept(settings, temp, Path(result.video).name)
+
+
+# ----------------------------------------------------------------------------
+# Long files: refused from the header, or only their start decoded
+# ----------------------------------------------------------------------------
+@pytest.fixture
+def reads(monkeypatch):
+    """Frames asked of libsndfile by each soundfile.read call (-1: the whole file)."""
+    asked = []
+    real_read = soundfile.read
+
+    def spy(file, frames=-1, *args, **kwargs):
+        asked.append(frames)
+        return real_read(file, frames, *args, **kwargs)
+
+    monkeypatch.setattr(soundfile, "read", spy)
+    return asked
+
+
+def test_a_two_hour_header_is_refused_before_decoding(checkpoint_dir, settings, inputs, tmp_path, temp, capfd, reads,
+                                                      monkeypatch):
+    audio = two_hour_header(inputs)
+    out = tmp_path / "out.npz"
+    assert main(["generate", str(audio), "-o", str(out), "--checkpoint", str(checkpoint_dir)]) == 2  # default cap
+    assert_one_line_refusal(capfd.readouterr().err, r"^error: audio is 7200\.0 s, longer than the 60 s cap")
+    assert reads == [] and not out.exists()
+    assert_refused(demo.generate, audio, r"^The audio is 7200\.0 s long, past the 4 s limit", settings, temp)
+    assert reads == []
+    monkeypatch.setattr(demo, "_render", soundtrack_only)
+    result = demo.generate(str(audio), trim=True, settings=settings)  # the first 4 s: 1.5 s of speech, then quiet
+    assert_motion(Path(result.motion), round(CAP * 30))
+    assert reads == [CAP * SAMPLE_RATE]  # only what is used was decoded
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3"])
+def test_64_seconds_of_speech_under_the_default_cap(suffix, checkpoint_dir, inputs, tmp_path, temp, capfd,
+                                                    monkeypatch):
+    """Past the 60 s cap: one line with the way out (the CLI's cap, the app's trim box), and the trim works."""
+    audio = write(inputs / "talk.wav", speech_like(64.0))
+    if suffix == ".mp3":
+        ffmpeg("-i", audio, inputs / "talk.mp3")
+        audio.unlink()
+        audio = inputs / "talk.mp3"
+    out = tmp_path / "out.npz"
+    assert main(["generate", str(audio), "-o", str(out), "--checkpoint", str(checkpoint_dir)]) == 2
+    assert_one_line_refusal(capfd.readouterr().err, r"^error: audio is 64\.0 s, longer than the 60 s cap "
+                                                    r"\(raise it with --max-seconds or ASYNFUSION_MAX_SECONDS, or "
+                                                    r"trim the file\)")
+    assert not out.exists()
+    settings = Settings(checkpoint=str(checkpoint_dir), render_size=SIZE, max_seconds=60.0,
+                        work_dir=temp / "asynfusion-app", cache_examples="off")
+    assert_refused(demo.generate, audio, r"^The audio is 64\.0 s long, past the 60 s limit: tick 'Use only the first "
+                                         r"60 s of longer audio' \(trim=True in the API\)", settings, temp)
+    monkeypatch.setattr(demo, "_render", soundtrack_only)
+    result = demo.generate(str(audio), trim=True, settings=settings)
+    assert_motion(Path(result.motion), 1800)
+    assert "(its first 60 s)" in result.note
