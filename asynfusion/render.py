@@ -5,8 +5,8 @@ not N. The face close-up is in that same pass: a scaled copy of each head, in fr
 the tile's corner, seen by the same orthographic camera. Each frame only re-uploads vertex
 positions and normals into the meshes' existing GPU buffers.
 
-Threads: skinning and normals (torch) run in one, OpenGL in the main thread, and the ffmpeg pipe
-in a third, so the two cores stay busy.
+Threads: skinning and normals (torch, one thread) run in one, OpenGL in the main thread (llvmpipe
+adds its own rasteriser threads), and the ffmpeg pipe in a third, so the two cores stay busy.
 """
 
 import contextlib
@@ -71,21 +71,26 @@ uniform mat4 V;
 uniform mat4 P;
 out vec3 frag_normal;
 out vec4 frag_color;
+#ifdef TEXCOORD_1_LOC
 out vec4 cuts;
-flat out vec3 clip;
+#else
+#ifdef TEXCOORD_0_LOC
+flat out vec2 clip;
+#endif
+#endif
 void main() {
-    cuts = vec4(-1.0, 1.0, 1.0, 1.0);  // no cloth
-    clip = vec3(0.0);
 #ifdef TEXCOORD_1_LOC
     cuts = vec4(texcoord_0, texcoord_1);  // a body: its outfit cuts
 #else
 #ifdef TEXCOORD_0_LOC
-    clip = vec3(texcoord_0, 1.0);  // a close-up head: the lower-left pixel of its card
+    clip = texcoord_0;  // a close-up head: the lower-left pixel of its card
 #endif
 #endif
-    gl_Position = P * V * M * inst_m * vec4(position, 1.0);
+    // matrix-vector products only: llvmpipe runs the vertex shader on one thread, and P * V * M * inst_m
+    // as written costs three 4x4 matrix products per vertex
+    gl_Position = P * (V * (M * (inst_m * vec4(position, 1.0))));
 #ifdef NORMAL_LOC
-    frag_normal = mat3(M * inst_m) * normal;
+    frag_normal = mat3(M) * (mat3(inst_m) * normal);
 #else
     frag_normal = vec3(0.0, 1.0, 0.0);
 #endif
@@ -101,18 +106,29 @@ struct Material { vec4 base_color_factor; vec3 emissive_factor; };
 uniform Material material;
 in vec3 frag_normal;
 in vec4 frag_color;
+#ifdef TEXCOORD_1_LOC
 in vec4 cuts;  // signed distances: below the neckline, above the waist, inside the sleeves, above the shoes
-flat in vec3 clip;
+#else
+#ifdef TEXCOORD_0_LOC
+flat in vec2 clip;
+#endif
+#endif
 out vec4 color;
 void main() {
-    if (clip.z > 0.5 && (any(lessThan(gl_FragCoord.xy, clip.xy)) ||
-                         any(greaterThan(gl_FragCoord.xy, clip.xy + vec2(CARD_PIXELS))))) discard;
+#ifndef TEXCOORD_1_LOC
+#ifdef TEXCOORD_0_LOC
+    // only the close-up head's program can discard: a shader that may discard cannot depth-test early
+    if (any(lessThan(gl_FragCoord.xy, clip)) || any(greaterThan(gl_FragCoord.xy, clip + vec2(CARD_PIXELS)))) discard;
+#endif
+#endif
     vec3 n = normalize(frag_normal);
     if (!gl_FrontFacing) n = -n;
     vec3 albedo = frag_color.rgb * material.base_color_factor.rgb;
+#ifdef TEXCOORD_1_LOC
     if (cuts.w < 0.0) albedo = vec3(SHOES_RGB);
     else if (cuts.y < 0.0) albedo = vec3(TROUSERS_RGB);
     else if (cuts.x > 0.0 && cuts.z > 0.0) albedo = vec3(SHIRT_RGB);
+#endif
     float hemisphere = mix(0.42, 0.62, 0.5 + 0.5 * n.y);
     float key = max(dot(n, normalize(vec3(-0.45, 0.65, 0.75))), 0.0) * 0.55;
     float fill = max(dot(n, normalize(vec3(0.6, 0.2, 0.7))), 0.0) * 0.22;
@@ -243,15 +259,29 @@ def _submesh_faces(faces: np.ndarray, kept: np.ndarray, num_vertices: int) -> np
     return new_index[faces[inside]]
 
 
-def _primitive(positions, faces, colors, extra):
+def _primitive(positions, faces, colors, extra, two_sided: bool):
     """A pyrender primitive whose buffer is rewritten every frame: per-vertex colours, plus the body's
-    (V, 4) outfit cuts or a close-up head's (V, 2) card origin in the texture-coordinate slots."""
+    (V, 4) outfit cuts or a close-up head's (V, 2) card origin in the texture-coordinate slots. One-sided
+    where the mesh allows it (_outward_faces): its back faces are culled before they cost any pixels."""
     import pyrender
 
-    material = pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), doubleSided=True)
+    material = pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), doubleSided=two_sided)
     return pyrender.Primitive(positions=positions, normals=np.tile([0.0, 0.0, 1.0], (len(positions), 1)),
                               texcoord_0=extra[:, :2], texcoord_1=extra[:, 2:4] if extra.shape[1] == 4 else None,
                               color_0=colors, indices=faces, material=material)
+
+
+def _outward_faces(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(faces, cullable): a closed, consistently wound mesh (every edge met once each way, as the stand-in
+    and SMPL-X are) comes back wound counter-clockwise seen from outside, reversed if its signed volume is
+    negative, and can have its back faces culled; any other mesh comes back as it is, to be drawn two-sided."""
+    edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    count = int(faces.max()) + 1
+    if not np.isin(edges[:, 1] * count + edges[:, 0], edges[:, 0] * count + edges[:, 1]).all():
+        return faces, False
+    corners = vertices[faces]                                                          # (F, 3, 3)
+    volume = np.einsum("fi,fi->", corners[:, 0], np.cross(corners[:, 1], corners[:, 2]))
+    return (faces if volume >= 0 else np.ascontiguousarray(faces[:, ::-1])), True
 
 
 def _quad(corners: np.ndarray, color, unlit: bool = False) -> object:
@@ -310,6 +340,7 @@ class _Stage:
             self.renderer.render(self.scene)
         finally:
             pyrender.renderer.glRenderbufferStorageMultisample = allocate
+        self.multisample = multisample
         self.renderer._renderer._read_main_framebuffer = self._read_color
 
     def _write_shaders(self) -> str:
@@ -332,11 +363,11 @@ class _Stage:
         import pyrender
 
         template = body.v_template.detach().numpy().astype(np.float32)
-        faces = np.asarray(body.faces, np.int64)
+        faces, cullable = _outward_faces(template, np.asarray(body.faces, np.int64))
         colors = _vertex_colors(body)
         rgba = np.concatenate([colors / 255.0, np.ones((len(template), 1))], 1).astype(np.float32)
         cuts = _outfit_cuts(body)
-        body_primitive = _primitive(template, faces, rgba, cuts)
+        body_primitive = _primitive(template, faces, rgba, cuts, two_sided=not cullable)
         self.scene.add(pyrender.Mesh([body_primitive]))
         head_ids, anchor_ids, chin, crown = _head_selection(body)
         avatar = _Avatar(center_x, head_ids, anchor_ids,
@@ -361,24 +392,28 @@ class _Stage:
                                     (v - card / 2) * pixels_per_metre + self.size / 2], np.float32)
             head_faces = _submesh_faces(faces, head_ids, len(template))
             origins = np.tile(card_origin, (len(head_ids), 1))
-            avatar.head_primitive = _primitive(template[head_ids], head_faces, rgba[head_ids], origins)
+            avatar.head_primitive = _primitive(template[head_ids], head_faces, rgba[head_ids], origins,
+                                               two_sided=not cullable)
             avatar.head_buffer = np.concatenate([template[head_ids], np.zeros_like(template[head_ids]), origins,
                                                  rgba[head_ids]], 1)
             self.scene.add(pyrender.Mesh([avatar.head_primitive]))
         return avatar
 
     def _read_color(self, scene, flags):
-        """pyrender's framebuffer read minus the depth buffer, which we never use (~a third of a frame)."""
+        """(H, W, 4) BGRA, top row first: pyrender's framebuffer read minus the depth buffer, which we never
+        use (a third of a frame), and in the rasteriser's own byte order (RGB readback costs it a conversion).
+        Without multisampling the frame is read where it was drawn, without a blit first."""
         from OpenGL import GL
 
         renderer = self.renderer._renderer
         width, height = renderer._main_fb_dims
         GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, renderer._main_fb_ms)
-        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, renderer._main_fb)
-        GL.glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL.GL_COLOR_BUFFER_BIT, GL.GL_LINEAR)
-        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, renderer._main_fb)
-        pixels = GL.glReadPixels(0, 0, width, height, GL.GL_RGB, GL.GL_UNSIGNED_BYTE)
-        return np.frombuffer(pixels, np.uint8).reshape(height, width, 3)[::-1]
+        if self.multisample:
+            GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, renderer._main_fb)
+            GL.glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL.GL_COLOR_BUFFER_BIT, GL.GL_LINEAR)
+            GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, renderer._main_fb)
+        pixels = GL.glReadPixels(0, 0, width, height, GL.GL_BGRA, GL.GL_UNSIGNED_BYTE)
+        return np.frombuffer(pixels, np.uint8).reshape(height, width, 4)[::-1]
 
     def place(self, avatar: _Avatar, vertices: np.ndarray, normals: np.ndarray) -> None:
         """Fill one avatar's interleaved buffers for a frame (any thread; no OpenGL)."""
@@ -412,7 +447,7 @@ class _Stage:
 # Labels: drawn once with PIL, blended into each frame where they sit
 # ----------------------------------------------------------------------------
 def _label_overlays(labels: list[str], size: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
-    """(top, left, rgb, alpha) patches: one text label at the bottom-left of each tile."""
+    """(top, left, bgr, alpha) patches: one text label at the bottom-left of each tile."""
     import pyrender
     from PIL import Image, ImageDraw, ImageFont
 
@@ -429,15 +464,16 @@ def _label_overlays(labels: list[str], size: int) -> list[tuple[int, int, np.nda
         patch = Image.new("RGBA", (width, height), (255, 255, 255, 200))
         ImageDraw.Draw(patch).text((pad, pad - box[1] // 2), text, font=font, fill=(30, 32, 36, 255))
         patch = np.asarray(patch).astype(np.float32)
-        overlays.append((size - height - pad, i * size + pad, patch[..., :3], patch[..., 3:] / 255.0))
+        overlays.append((size - height - pad, i * size + pad, patch[..., 2::-1], patch[..., 3:] / 255.0))
     return overlays
 
 
 def _compose(frame: np.ndarray, overlays, size: int, count: int) -> np.ndarray:
+    """The rendered BGRA frame with the labels and dividers drawn in (a new array)."""
     frame = np.array(frame)  # writable copy
-    for top, left, rgb, alpha in overlays:
-        region = frame[top:top + rgb.shape[0], left:left + rgb.shape[1]]
-        region[:] = (region * (1 - alpha) + rgb * alpha).astype(np.uint8)
+    for top, left, bgr, alpha in overlays:
+        region = frame[top:top + bgr.shape[0], left:left + bgr.shape[1], :3]
+        region[:] = (region * (1 - alpha) + bgr * alpha).astype(np.uint8)
     for i in range(1, count):  # a thin divider between tiles
         frame[:, i * size - 1:i * size + 1] = 150
     return frame
@@ -447,9 +483,19 @@ def _compose(frame: np.ndarray, overlays, size: int, count: int) -> np.ndarray:
 # Frame production (skinning thread) and encoding (ffmpeg)
 # ----------------------------------------------------------------------------
 def _produce(stage: _Stage, bodies, motions, num_frames: int, out: queue.Queue, stop: threading.Event) -> None:
-    """Skin every motion, compute normals, fill per-frame buffers; holds the last pose past the motion's end."""
+    """Skin every motion, compute normals, fill per-frame buffers; holds the last pose past the motion's end.
+
+    Skinning runs on one torch thread while this runs: the other core is the rasteriser's and the
+    encoder's, and a second torch thread spinning for work costs them more than it saves here (skinning
+    took 6.5 ms of CPU a frame on two threads, 2.9 ms on one). torch's thread count is process-wide, so
+    it is put back afterwards; the app and the CLI never sample while they render.
+    """
+    import torch
+
     from .body import iter_body_vertices
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         generators = [iter_body_vertices(body, motion) for body, motion in zip(bodies, motions, strict=True)]
         last = [None] * len(motions)
@@ -473,13 +519,15 @@ def _produce(stage: _Stage, bodies, motions, num_frames: int, out: queue.Queue, 
         out.put(None)
     except BaseException as error:  # handed to the main thread, which re-raises it
         out.put(error)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _ffmpeg_command(width: int, height: int, fps: int, audio_path: str | None, out_path: str) -> list[str]:
     import imageio_ffmpeg
 
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
+               "-f", "rawvideo", "-pix_fmt", "bgra", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
     if audio_path:
         command += ["-i", str(audio_path), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k"]
     return command + ENCODER + ["-r", str(fps), "-movflags", "+faststart", "-f", "mp4", out_path]
@@ -643,7 +691,7 @@ def render_still(motion: Motion, frame: int, out_png, body_path=None, size: int 
         avatar = stage.avatars[0]
         stage.place(avatar, vertices[0], normals[0])
         image = _compose(stage.render([(avatar.body_buffer, avatar.head_buffer)]),
-                         _label_overlays([label or ""], size), size, 1)
+                         _label_overlays([label or ""], size), size, 1)[..., 2::-1]  # BGRA -> RGB
     finally:
         stage.close()
     out_png = Path(out_png)

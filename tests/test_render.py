@@ -241,3 +241,30 @@ def test_a_flame_face_on_the_free_body_still_moves_the_jaw():
     skull = np.where(weights[:, JOINT["head"]] > 0.99)[0]
     opening = (vertices[:, skull, 1].mean(1) - vertices[:, chin, 1].mean(1))    # chin below the skull
     assert np.ptp(opening) > 0.002  # millimetres of real jaw motion in 10 s of speech
+
+
+# ----------------------------------------------------------------------------
+# Speed-ups that must not change the picture
+# ----------------------------------------------------------------------------
+def test_back_face_culling_only_for_closed_meshes_wound_outward():
+    from asynfusion.render import _outward_faces
+
+    tetrahedron = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float)
+    outward = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    faces, cullable = _outward_faces(tetrahedron, outward)
+    assert cullable and (faces == outward).all()
+    faces, cullable = _outward_faces(tetrahedron, outward[:, ::-1])             # wound inward: turned round
+    assert cullable and (faces == outward).all()
+    faces, cullable = _outward_faces(tetrahedron, outward[:3])                  # open: drawn two-sided
+    assert not cullable and (faces == outward[:3]).all()
+
+
+def test_the_culled_one_sided_picture_matches_the_two_sided_one(tmp_path, monkeypatch):
+    import asynfusion.render
+
+    motion = talking(6)
+    culled = np.asarray(Image.open(render_still(motion, 5, tmp_path / "culled.png", size=256)), int)
+    monkeypatch.setattr(asynfusion.render, "_outward_faces", lambda vertices, faces: (faces, False))
+    two_sided = np.asarray(Image.open(render_still(motion, 5, tmp_path / "two-sided.png", size=256)), int)
+    differing = (np.abs(culled - two_sided).max(-1) > 8).mean()
+    assert differing < 1e-3  # a few pixels where the close-up's neck is cut open
