@@ -6,6 +6,9 @@ start from the same noise where they overlap (noise is drawn per frame of the wh
 sliced), so neighbouring windows already agree before they are blended.
 """
 
+from . import openmp  # noqa: F401  (before torch loads libgomp: how its threads wait)
+
+# isort: split
 import time
 from dataclasses import asdict, dataclass
 

@@ -112,3 +112,18 @@ def test_train_options(cpu, capsys):
     assert training_bf16(parser.parse_args(["train", "--data", "d", "--out", "o", "--precision", "bf16"]))
     with pytest.raises(InputError, match="--fp32 contradicts --precision bf16"):
         training_bf16(parser.parse_args(["train", "--data", "d", "--out", "o", "--fp32", "--precision", "bf16"]))
+
+
+@pytest.mark.parametrize("environment, expected", [({}, "1000"), ({"GOMP_SPINCOUNT": "50"}, "50"),
+                                                   ({"OMP_WAIT_POLICY": "ACTIVE"}, None)])
+def test_openmp_threads_spin_briefly_unless_told_otherwise(environment, expected):
+    """Set before torch loads libgomp, in a fresh process, as the CLI and the app start."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = "import os, asynfusion.pipeline, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
+    result = subprocess.run([sys.executable, "-c", code], env={**env, **environment}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(expected)
