@@ -48,7 +48,7 @@ SCLERA, IRIS, PUPIL = (240, 238, 232), (70, 48, 32), (12, 10, 10)
 SHIRT, TROUSERS, SHOES = (0.36, 0.43, 0.54), (0.23, 0.24, 0.27), (0.16, 0.14, 0.13)
 QUEUE_DEPTH = 8
 ENCODER_TIMEOUT = 60.0  # seconds ffmpeg may go without taking a frame (or finishing) before it counts as stalled
-ENCODER = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p"]
+ENCODER = ["-c:v", "libx264", "-preset", "superfast", "-crf", "20", "-pix_fmt", "yuv420p"]
 
 # Lighting lives in the shader: a soft studio rig (hemisphere ambient, key, fill, rim) in world
 # space. pyrender's own PBR shader costs 5x more per pixel on a software rasteriser (llvmpipe).
