@@ -13,6 +13,7 @@ real SMPL-X face and are ignored on the stand-in, whose mouth then moves by the 
 follows the root's horizontal path smoothed over a second, with the feet of the first frame on the floor.
 """
 
+import contextlib
 import functools
 import os
 import pickle
@@ -43,8 +44,9 @@ def load_body(path: str | os.PathLike | None = None, num_expression_coeffs: int 
     the shipped stand-in. The module gains two attributes the renderer reads:
     `expression_space` ("flame" for a real SMPL-X file, "arkit" for the stand-in), `smplx_betas`
     (whether its shape space is SMPL-X's, so a motion's betas apply: False for the stand-in, whose
-    file names its own `beta_names`) and `vertex_colors` ((V, 3) uint8, or None). Raises InputError
-    for a missing or invalid file.
+    file names its own `beta_names`; it keeps only those shape directions), `pose_correctives` (whether
+    its pose blend shapes are not all zero) and `vertex_colors` ((V, 3) uint8, or None). Raises
+    InputError for a missing or invalid file.
     """
     path = resolve_body_path(path)
     if not path.is_file():
@@ -63,6 +65,13 @@ def _load_body(path: Path, mtime_ns: int, num_expression_coeffs: int, num_betas:
         raise InputError(f"body model must be an SMPL-X .npz or .pkl file, got {path.name}")
     if not path.name.lower().startswith("smplx"):  # smplx.create reads the model type from the file name
         raise InputError(f"body model file must be named like SMPLX_NEUTRAL{path.suffix} (got {path.name})")
+    extras = {}  # what the stand-in's file adds to the SMPL-X arrays
+    if path.suffix == ".npz":
+        with contextlib.suppress(OSError, ValueError, EOFError, zipfile.BadZipFile):  # smplx names the problem
+            with np.load(path, allow_pickle=False) as data:
+                extras = {key: data[key] for key in ("beta_names", "expression_space", "vertex_colors") if key in data}
+    if "beta_names" in extras:  # the stand-in: a few phenotype directions, the rest of its 300 slots are zero
+        num_betas = min(num_betas, len(extras["beta_names"]))
     try:
         body = smplx.create(str(path), model_type="smplx", ext=path.suffix[1:], use_pca=False,
                             num_expression_coeffs=num_expression_coeffs, num_betas=num_betas,
@@ -70,14 +79,14 @@ def _load_body(path: Path, mtime_ns: int, num_expression_coeffs: int, num_betas:
     except (OSError, ValueError, KeyError, AttributeError, TypeError, IndexError, RuntimeError, AssertionError,
             EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:  # all mean "not an SMPL-X file"
         raise InputError(f"not a usable SMPL-X model file: {path} ({type(error).__name__}: {error})") from None
-    body.expression_space, body.vertex_colors, body.smplx_betas = "flame", None, True
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            body.smplx_betas = "beta_names" not in data  # the stand-in names its own shape directions
-            if "expression_space" in data:
-                body.expression_space = str(data["expression_space"])
-            if "vertex_colors" in data and data["vertex_colors"].shape == (body.get_num_verts(), 3):
-                body.vertex_colors = data["vertex_colors"].astype(np.uint8)
+    body.smplx_betas = "beta_names" not in extras  # the stand-in names its own shape directions
+    body.expression_space = str(extras.get("expression_space", "flame"))
+    colors = extras.get("vertex_colors")
+    body.vertex_colors = colors.astype(np.uint8) if colors is not None and colors.shape == (body.get_num_verts(), 3) \
+        else None
+    body.pose_correctives = bool(body.posedirs.any())
+    if not body.pose_correctives:  # the stand-in has none: a zero view instead of 76 MB of zeros kept in memory
+        body.posedirs = torch.zeros(()).expand(body.posedirs.shape)
     if body.expression_space not in EXPRESSION_SPACES:
         raise InputError(f"{path.name}: unknown expression_space {body.expression_space!r}")
     return body.eval()
@@ -154,7 +163,7 @@ def iter_body_vertices(body, motion: Motion, expression_space: str | None = None
             expressions = torch.zeros(num_frames, 0)  # nothing to blend
         expression_dirs = body.expr_dirs[..., :expressions.shape[1]]                    # (V, 3, E)
         joint_expression_dirs = torch.einsum("jv,vce->jce", body.J_regressor, expression_dirs)  # (J, 3, E)
-        pose_correctives = bool(body.posedirs.any())
+        pose_correctives = body.pose_correctives
         # smplx adds the hand mean pose to the input (flat_hand_mean=False), as BEAT2 / EMAGE do.
         poses = torch.as_tensor(motion.poses) + body.pose_mean                          # (T, 165)
         trans = torch.as_tensor(camera_translation(motion.trans, motion.fps, follow))
