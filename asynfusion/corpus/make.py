@@ -20,7 +20,8 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from ..motion import save_motion
 from .animate import animate
-from .speech import SentenceGenerator, Voice, assemble, augment, available_voices, synthesize
+from .phonemes import Phoneme
+from .speech import SentenceGenerator, Voice, assemble, augment, available_voices, phrase_starts, speak_timed
 
 CLIPS_PER_VOICE = 20
 TEST_FRACTION, VAL_FRACTION = 0.10, 0.05
@@ -102,43 +103,47 @@ def plan_corpus(num_clips: int, seed: int) -> list[ClipPlan]:
     return plans
 
 
-def render_clip(plan: ClipPlan) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Speak a planned clip -> (clean speech, augmented speech, record for corpus.json)."""
+def render_clip(plan: ClipPlan) -> tuple[np.ndarray, np.ndarray, list[Phoneme], dict]:
+    """Speak a planned clip -> (clean speech, augmented speech, its timed phonemes, record for corpus.json)."""
     rng = np.random.default_rng(plan.seed)
     language, variant = plan.voice.split("+")
     voice = Voice(language, variant)
     wanted = int(rng.choice([1, 2, 3, 4], p=[0.15, 0.35, 0.3, 0.2]))
     pauses = [float(rng.uniform(0.2, 1.5)) for _ in plan.candidates]
     lead, tail = float(rng.uniform(0.1, 0.6)), float(rng.uniform(0.2, 0.8))
-    phrases, used, seconds = [], [], lead + tail
+    phrases, timings, used, seconds = [], [], [], lead + tail
     for sentence_id, text in plan.candidates:
-        phrase = synthesize(text, voice, rate=plan.rate + int(rng.integers(-6, 7)),
+        phrase, phonemes = speak_timed(text, voice, rate=plan.rate + int(rng.integers(-6, 7)),
                             pitch=int(np.clip(plan.pitch + rng.integers(-4, 5), 0, 99)),
                             amplitude=int(plan.amplitude * rng.uniform(0.8, 1.1)))
         added = len(phrase) / SAMPLE_RATE + (pauses[len(used) - 1] if used else 0.0)
         if used and seconds + added > MAX_SECONDS:
             break  # the next sentence would overrun the clip
         phrases.append(phrase)
+        timings.append(phonemes)
         used.append(sentence_id)
         seconds += added
         if len(used) >= wanted and seconds >= MIN_SECONDS:
             break
     pauses = pauses[:len(phrases) - 1]
     clean = assemble(phrases, pauses, lead, tail)
+    phonemes = [Phoneme(p.name, p.start + start)
+                for start, timed in zip(phrase_starts(phrases, pauses, lead), timings) for p in timed]
     noisy, level = augment(clean, rng)
     record = {"id": plan.id, "split": plan.split, "speaker": plan.speaker, "voice": plan.voice,
               "rate": plan.rate, "pitch": plan.pitch, "amplitude": plan.amplitude, "mood": plan.mood,
               "sentence_ids": used, "pauses": [round(p, 3) for p in pauses], "lead": round(lead, 3),
               "tail": round(tail, 3), "seconds": round(len(clean) / SAMPLE_RATE, 3), **level, "seed": plan.seed}
-    return clean, noisy, record
+    return clean, noisy, phonemes, record
 
 
 def _make_one(plan: ClipPlan, out_dir: Path) -> dict:
     import soundfile
 
-    clean, noisy, record = render_clip(plan)
-    # Motion follows the clean speech: the noise floor is a recording artefact, not something said.
-    motion = animate(clean, seed=plan.seed, mood=plan.mood)
+    clean, noisy, phonemes, record = render_clip(plan)
+    # Motion follows the clean speech (the noise floor is a recording artefact, not something said)
+    # and the phonemes espeak-ng spoke.
+    motion = animate(clean, seed=plan.seed, mood=plan.mood, phonemes=phonemes)
     motion.metadata = {"sampler": "corpus", "seed": plan.seed, "mood": plan.mood}
     save_motion(out_dir / "smplxflame_30" / f"{plan.id}.npz", motion)
     wav = out_dir / "wave16k" / f"{plan.id}.wav"
@@ -168,7 +173,7 @@ def make_corpus(out_dir: str | os.PathLike, num_clips: int = 600, seed: int = 0,
     used = sorted({i for r in records for i in r["sentence_ids"]})
     voices = sorted({(r["speaker"], r["voice"], r["split"]) for r in records})
     corpus = {
-        "format": "asynfusion-corpus/1", "expression_space": "arkit", "fps": 30, "sample_rate": SAMPLE_RATE,
+        "format": "asynfusion-corpus/2", "expression_space": "arkit", "fps": 30, "sample_rate": SAMPLE_RATE,
         "seed": seed, "num_clips": len(records), "seconds": round(sum(r["seconds"] for r in records), 2),
         "voices": [{"speaker": s, "voice": v, "split": split} for s, v, split in voices],
         "sentences": {str(i): texts[i] for i in used}, "clips": records,

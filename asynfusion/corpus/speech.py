@@ -1,11 +1,11 @@
 """Real TTS speech for the built-in corpus: espeak-ng voices, a seeded sentence generator, clip assembly.
 
 A clip is 1-4 spoken sentences with pauses of 0.2-1.5 s between them, at 16 kHz mono. espeak-ng is
-called once per sentence; its 22.05 kHz output is resampled with soxr.
+called once per sentence, in-process (corpus/phonemes.py) so that each sentence comes with its timed
+phonemes; its 22.05 kHz output is resampled with soxr.
 """
 
 import shutil
-import struct
 import subprocess
 from dataclasses import dataclass
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..errors import InputError
+from .phonemes import Phoneme, speak
 
 # espeak-ng variants that sound like a person speaking (no whisper, robot or novelty voices).
 HUMAN_VARIANTS = (
@@ -66,19 +67,34 @@ def available_voices() -> list[Voice]:
 
 def synthesize(text: str, voice: Voice, rate: int, pitch: int, amplitude: int) -> np.ndarray:
     """One utterance -> float32 mono at 16 kHz, leading/trailing silence trimmed."""
+    return speak_timed(text, voice, rate, pitch, amplitude)[0]
+
+
+def speak_timed(text: str, voice: Voice, rate: int, pitch: int,
+                amplitude: int) -> tuple[np.ndarray, list[Phoneme]]:
+    """One utterance -> (float32 mono at 16 kHz, silence trimmed; its phonemes, times from the first sample)."""
     import soxr
 
-    command = [espeak_binary(), "-v", voice.espeak_name, "-s", str(rate), "-p", str(pitch), "-a", str(amplitude),
-               "--stdout", text]
-    wav = subprocess.run(command, capture_output=True, check=True, timeout=60).stdout
-    # espeak-ng streams a canonical 44-byte PCM16 mono header whose length fields are left unset.
-    if len(wav) < 44 or wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":
+    espeak_binary()  # the same install check as the voice listing
+    pcm, rate_hz, phonemes = speak(text, voice.espeak_name, rate, pitch, amplitude)
+    if len(pcm) == 0:
         raise InputError(f"espeak-ng returned no audio for voice {voice.espeak_name}")
-    rate_hz = struct.unpack("<I", wav[24:28])[0]
-    samples = np.frombuffer(wav[44:44 + (len(wav) - 44) // 2 * 2], "<i2").astype(np.float32) / 32768.0
-    samples = soxr.resample(samples, rate_hz, SAMPLE_RATE).astype(np.float32)
+    samples = soxr.resample(pcm.astype(np.float32) / 32768.0, rate_hz, SAMPLE_RATE).astype(np.float32)
     loud = np.flatnonzero(np.abs(samples) > 1e-3)
-    return samples[loud[0]:loud[-1] + 1] if len(loud) else samples
+    if not len(loud):
+        return samples, []
+    offset, end = loud[0] / SAMPLE_RATE, (loud[-1] + 1) / SAMPLE_RATE
+    timed = [Phoneme(p.name, round(p.start - offset, 4)) for p in phonemes if offset - 0.05 <= p.start < end]
+    return samples[loud[0]:loud[-1] + 1], timed
+
+
+def phrase_starts(phrases: list[np.ndarray], pauses: list[float], lead: float) -> list[float]:
+    """Seconds at which each phrase starts in `assemble(phrases, pauses, lead, ...)`."""
+    starts, samples = [], round(lead * SAMPLE_RATE)
+    for k, phrase in enumerate(phrases):
+        starts.append(samples / SAMPLE_RATE)
+        samples += len(phrase) + (round(pauses[k] * SAMPLE_RATE) if k < len(phrases) - 1 else 0)
+    return starts
 
 
 def assemble(phrases: list[np.ndarray], pauses: list[float], lead: float, tail: float) -> np.ndarray:

@@ -1,0 +1,194 @@
+"""The corpus body: gesture phrases with the speech, posture and weight shifts, head motion, fingers.
+
+Gestures are built the way gesture research describes them (Kendon; McNeill; Kita et al. 1998):
+speech runs are covered by *phrases*, each a preparation (the hands rise from rest into gesture
+space), one or more *strokes* that land on stressed syllables, short holds, and a retraction back to
+rest when a long enough pause follows (otherwise the next phrase starts from where the last ended).
+Every move between two key poses is a minimum-jerk movement, so hand speed rises and falls in a
+bell shape. Phrases use one hand, the other or both (with unequal amplitudes), each with its own
+place in gesture space, stroke direction and hand shape. The torso turns towards the gesturing
+hand and shifts its weight now and then, the head turns and tilts with the phrases and nods on
+strokes. Rest is with the hands in front of the body, elbows bent, as people stand when they talk.
+
+Poses are written for the left arm; the right arm mirrors them with (x, y, z) -> (x, -y, -z).
+Axis conventions are documented in corpus/animate.py.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from ..motion import FPS, JOINT
+from .cues import SpeechCues, fill_gaps, minimum_jerk, pick_beats, pulses, runs, slow_noise
+
+STROKE_GAIN = 1.5
+TORSO_GAIN = 3.0
+MIRROR = np.array([1.0, -1.0, -1.0])  # left-arm rotation -> the same motion of the right arm
+FINGERS = ("index", "middle", "pinky", "ring", "thumb")
+FINGER_CURL_SCALE = {"index": 0.8, "middle": 1.0, "pinky": 1.2, "ring": 1.1, "thumb": 0.35}
+
+# An arm pose is 14 numbers: collar, shoulder, elbow, wrist (axis-angle, left arm) + finger curl, index curl.
+ARM_PARTS = {"collar": slice(0, 3), "shoulder": slice(3, 6), "elbow": slice(6, 9), "wrist": slice(9, 12),
+             "curl": slice(12, 13), "index": slice(13, 14)}
+# Rest: hands in front of the body at about navel height, elbows bent ~65 degrees, fingers relaxed.
+HOME = np.array([0.03, -0.17, -0.2,   0.08, -0.22, -0.97,   0.05, -0.68, 0.25,   -0.4, -0.05, 0.1,   0.1, 0.1])
+# Per-speaker spread of the rest pose (standard deviations of the same 14 numbers).
+HOME_SPREAD = np.array([0.02, 0.03, 0.04,  0.05, 0.06, 0.06,  0.05, 0.15, 0.05,  0.1, 0.03, 0.05,  0.1, 0.1])
+# Directions in the arm-pose space (unit-ish; scaled by the draw): where a phrase puts the hand ...
+RAISE = np.array([0, -0.05, 0.08,  0, -0.35, 0.2,  0, -0.35, 0,  0, 0, 0,  0, 0])      # up and forward
+SPREAD = np.array([0, 0.02, 0.05,  0, 0.1, 0.35,  0, 0.15, 0,  0.2, 0, 0.05,  0, 0])   # out to the side
+PALM_UP = np.array([0, 0, 0,  0, 0, 0,  0, 0, 0,  0.7, 0, 0.1,  -0.35, -0.35])         # open, supinated
+# ... and how its strokes move it.
+BEAT_DOWN = np.array([0, 0, -0.03,  0, 0.12, -0.05,  0, 0.45, 0,  0, 0, -0.3,  0.1, 0.1])
+SWEEP_OUT = np.array([0, 0.02, 0.03,  0, 0.15, 0.3,  0, 0.1, 0,  0.25, 0, 0,  -0.1, -0.1])
+PUSH_FORWARD = np.array([0, -0.04, 0,  0, -0.3, 0.05,  0, 0.3, 0,  0, 0, 0.2,  0, 0])
+POINT = np.array([0, 0, 0,  0, -0.1, 0,  0, 0.1, 0,  0, 0, 0,  0.6, -0.3])
+
+
+@dataclass
+class Phrase:
+    strokes: list[int]     # frames of the stressed syllables the strokes land on
+    amplitudes: list[float]
+    arms: dict[int, float]  # arm index (0 left, 1 right) -> its share of the amplitude
+    place: np.ndarray      # (14,) offset from rest where the phrase happens
+    direction: np.ndarray  # (14,) the stroke's movement
+
+
+def energy_of(mood: float) -> float:
+    """The mood's scale on gesture size and torso and head motion: 0.8 (calm) to 1.45 (animated)."""
+    return 0.8 + 0.65 * mood
+
+
+def plan_phrases(rng, cues: SpeechCues, mood: float) -> list[Phrase]:
+    """Strokes on stressed syllables of each speech run, grouped into phrases of 1-4 strokes."""
+    phrases = []
+    energy = energy_of(mood)
+    for start, end in runs(fill_gaps(cues.active, 14)):
+        if end - start < 6:
+            continue
+        inside = (cues.syllables >= start) & (cues.syllables < end)
+        beats = pick_beats(rng, cues.syllables[inside], cues.stress[inside], spacing=FPS * (0.75 - 0.35 * mood),
+                           probability=0.6 + 0.4 * mood)
+        if not beats:  # a short run still gets a small gesture on its loudest syllable
+            beats = [int(cues.syllables[inside][np.argmax(cues.stress[inside])])] if inside.any() else []
+        group: list[int] = []
+        for k, beat in enumerate(beats):
+            group.append(beat)
+            last = k + 1 == len(beats)
+            if last or len(group) >= rng.integers(1, 5) or beats[k + 1] - beat > 1.3 * FPS:
+                phrases.append(_draw_phrase(rng, cues, group, energy, mood))
+                group = []
+    return phrases
+
+
+def _draw_phrase(rng, cues: SpeechCues, strokes: list[int], energy: float, mood: float) -> Phrase:
+    both = 0.25 + 0.3 * mood
+    choice = rng.choice(3, p=[(1 - both) * 0.45, (1 - both) * 0.55, both])
+    if choice == 2:
+        lead = int(rng.integers(2))
+        arms = {lead: 1.0, 1 - lead: float(rng.uniform(0.5, 1.0))}  # two hands, rarely equal
+    else:
+        arms = {int(choice): 1.0}
+    place = (RAISE * rng.uniform(0.2, 1.0) + SPREAD * rng.uniform(-0.6, 1.0) + PALM_UP * rng.uniform(-0.2, 1.0)
+             + POINT * (rng.random() < 0.12)) * energy
+    weights = rng.dirichlet([2.0, 1.0, 1.0])
+    direction = weights[0] * BEAT_DOWN + weights[1] * SWEEP_OUT * rng.choice([-1, 1]) + weights[2] * PUSH_FORWARD
+    amplitudes = [STROKE_GAIN * energy * (0.45 + 0.55 * cues.loudness[s]) * rng.uniform(0.7, 1.3) for s in strokes]
+    return Phrase(list(strokes), amplitudes, arms, place, direction)
+
+
+def arm_keys(rng, phrases: list[Phrase], arm: int, home: np.ndarray, num_frames: int,
+             mood: float) -> list[tuple[float, np.ndarray]]:
+    """Key poses of one arm: preparation, strokes with holds, retraction (or straight on to the next phrase)."""
+    keys = [(0.0, home)]
+    mine = [p for p in phrases if arm in p.arms]
+    for k, phrase in enumerate(mine):
+        share = phrase.arms[arm]
+        place = home + share * phrase.place * rng.uniform(0.85, 1.15, 14)
+        stroke_frames = rng.uniform(4.0, 7.0)
+        first = phrase.strokes[0] - stroke_frames
+        prep = rng.uniform(8.0, 14.0)
+        last_frame = keys[-1][0]
+        if first - prep > last_frame + 1:
+            keys.append((first - prep, keys[-1][1]))  # hold where it was until the preparation starts
+        for stroke, amplitude in zip(phrase.strokes, phrase.amplitudes):
+            swing = share * amplitude * phrase.direction * rng.uniform(0.8, 1.2)
+            start = max(stroke - stroke_frames, keys[-1][0] + 2)
+            keys.append((start, place - 0.5 * swing))
+            keys.append((max(stroke, start + 2), place + 0.5 * swing))                 # lands on the syllable
+            keys.append((max(stroke, start + 2) + rng.uniform(4, 9), place + 0.3 * swing))  # a short hold
+        gap = (mine[k + 1].strokes[0] - keys[-1][0]) if k + 1 < len(mine) else np.inf
+        if gap > (1.4 - 0.5 * mood) * FPS:  # retract: all the way to rest, or part way when excited
+            rest = home + (place - home) * rng.uniform(0.0, 0.35 * mood) + 0.03 * rng.standard_normal(14)
+            keys.append((keys[-1][0] + rng.uniform(10, 18), rest))
+    return [(min(f, num_frames - 1.0), v) for f, v in keys]
+
+
+def animate_body(rng, cues: SpeechCues, mood: float, joints: np.ndarray) -> None:
+    """Fill the 13 upper-body joints and the fingers in place."""
+    num_frames = len(cues.loudness)
+    energy = energy_of(mood)
+    home = HOME + HOME_SPREAD * rng.standard_normal(14)
+    phrases = plan_phrases(rng, cues, mood)
+    speaking = gaussian_filter1d(fill_gaps(cues.active, 14).astype(float), 6.0)
+    strokes = np.zeros(num_frames)
+    for arm, side in enumerate(("left", "right")):
+        pose = minimum_jerk(num_frames, arm_keys(rng, phrases, arm, home, num_frames, mood))   # (T, 14)
+        drift = np.stack([slow_noise(rng, num_frames, 10, 0.08) for _ in range(14)], -1) * speaking[:, None]
+        pose = pose + energy * drift * np.abs(np.sign(HOME))  # idle sway of the held arm, none on zero slots
+        mirror = MIRROR if arm else np.ones(3)
+        for part in ("collar", "shoulder", "elbow", "wrist"):
+            joints[:, JOINT[f"{side}_{part}"]] = pose[:, ARM_PARTS[part]] * mirror
+        _fingers(joints, side, pose[:, 12], pose[:, 13], mirror)
+    for phrase in phrases:
+        strokes += pulses(num_frames, phrase.strokes, phrase.amplitudes, 5.0, 8.0)
+    _animate_torso_and_head(rng, cues, mood, phrases, strokes, joints)
+
+
+def _fingers(joints, side: str, curl: np.ndarray, index: np.ndarray, mirror: np.ndarray) -> None:
+    for finger in FINGERS:
+        amount = index if finger == "index" else curl
+        for k in range(3):
+            value = FINGER_CURL_SCALE[finger] * amount * (1.0, 0.8, 0.6)[k]
+            # Left fingers curl palm-wards (+x towards -y) about -z; the thumb folds across about +x.
+            axis = np.array([1.0, 0.0, 0.0]) if finger == "thumb" else np.array([0.0, 0.0, -1.0])
+            joints[:, JOINT[f"{side}_{finger}{k + 1}"]] = value[:, None] * axis * mirror
+
+
+def _animate_torso_and_head(rng, cues: SpeechCues, mood: float, phrases: list[Phrase], strokes: np.ndarray,
+                            joints: np.ndarray) -> None:
+    num_frames = len(cues.loudness)
+    t = np.arange(num_frames) / FPS
+    energy = energy_of(mood)
+
+    # Posture: the torso turns towards the hand that gestures, phrase by phrase; weight shifts every few seconds.
+    turn_keys, head_keys = [(0.0, np.zeros(3))], [(0.0, np.zeros(3))]
+    for phrase in phrases:
+        side = sum(share * (1 if arm == 0 else -1) for arm, share in phrase.arms.items())
+        frame = max(phrase.strokes[0] - rng.uniform(6, 14), turn_keys[-1][0] + 4)
+        turn_keys.append((frame, np.array([rng.normal(0.0, 0.015), 0.05 * side + rng.normal(0, 0.03),
+                                           rng.normal(0, 0.015)]) * energy))
+        head_keys.append((frame + rng.uniform(0, 6), np.array([rng.normal(0, 0.06), rng.normal(0, 0.14),
+                                                               rng.normal(0, 0.06)]) * energy))
+    shift_keys, frame = [(0.0, np.zeros(3))], 0.0
+    while frame < num_frames:
+        frame += rng.uniform(2.5, 7.0) * FPS
+        shift_keys.append((frame, np.array([rng.normal(0, 0.008), rng.normal(0, 0.02), rng.normal(0, 0.012)])))
+        shift_keys.append((frame + rng.uniform(0.6, 1.2) * FPS, shift_keys[-1][1]))
+    torso = minimum_jerk(num_frames, turn_keys) + minimum_jerk(num_frames, shift_keys)        # (T, 3)
+    torso[:, 0] += 0.015 * energy * strokes  # leans into the strokes
+    period = rng.uniform(3.5, 5.0) - 0.8 * mood
+    breath = np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
+    for name, share in (("spine1", 0.4), ("spine2", 0.3), ("spine3", 0.3)):
+        sway = np.stack([slow_noise(rng, num_frames, 12, 0.006 * energy) for _ in range(3)], -1)
+        joints[:, JOINT[name]] = TORSO_GAIN * (share * torso + sway) + np.array([0.008, 0, 0]) * breath[:, None]
+
+    # Head: looks about with the phrases, nods on strokes and stressed syllables, never quite still.
+    keep = (cues.stress > 0.5) & (rng.random(len(cues.stress)) < 0.25 + 0.4 * mood)
+    nods = pulses(num_frames, cues.syllables[keep], (0.04 + 0.06 * mood) * rng.uniform(0.6, 1.3, keep.sum()), 4, 8)
+    head = 1.5 * minimum_jerk(num_frames, head_keys)
+    head[:, 0] += nods + 0.03 * strokes
+    head += np.stack([slow_noise(rng, num_frames, 20, 0.03 * energy) for _ in range(3)], -1)
+    joints[:, JOINT["neck"]] = 0.4 * head - 0.5 * torso * np.array([1, 0, 1])  # keeps the gaze roughly level
+    joints[:, JOINT["head"]] = 0.6 * head

@@ -1,0 +1,101 @@
+"""Corpus v2: phoneme timings from espeak-ng, a mouth that closes on p/b/m, gesture phrases whose
+strokes land on stressed syllables with bell-shaped speed, and statistics calibrated on real capture."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from asynfusion.corpus.animate import animate
+from asynfusion.corpus.cues import minimum_jerk, speech_cues
+from asynfusion.corpus.gesture import HOME, arm_keys, plan_phrases
+from asynfusion.motion import JAW, load_motion
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
+needs_capture = pytest.mark.skipif(not (REAL / "2_scott_0_2_2.npz").is_file(), reason="../shared/real is absent")
+
+
+def test_minimum_jerk_moves_with_a_bell_shaped_speed():
+    path = minimum_jerk(40, [(5.0, np.zeros(1)), (25.0, np.ones(1))])[:, 0]
+    assert path[:6].max() == 0.0 and path[25:].min() == 1.0                # holds before and after
+    speed = np.diff(path)
+    assert np.all(speed >= -1e-12) and 13 <= np.argmax(speed) <= 16          # one peak, mid-movement
+    assert speed[5] < 0.05 * speed.max() and speed[24] < 0.05 * speed.max()  # starts and ends at rest
+
+
+@needs_espeak
+def test_espeak_reports_timed_phonemes():
+    from asynfusion.corpus.speech import Voice, speak_timed
+
+    samples, phonemes = speak_timed("Maybe the big map.", Voice("en-us", "m3"), 160, 50, 100)
+    names = [p.name for p in phonemes]
+    assert {"m", "b", "p"} <= set(names)
+    starts = [p.start for p in phonemes]
+    assert starts == sorted(starts) and -0.05 <= starts[0] < 0.1 and starts[-1] < len(samples) / 16_000
+
+
+@needs_espeak
+def test_mouth_closes_on_bilabials_and_opens_on_vowels():
+    from asynfusion.corpus.face import VOWEL_OPENNESS
+    from asynfusion.corpus.speech import Voice, assemble, speak_timed
+
+    samples, phonemes = speak_timed("Bob made a map of my big farm, mama.", Voice("en-us", "f2"), 150, 50, 100)
+    clip = assemble([samples], [], lead=0.5, tail=0.5)
+    from asynfusion.corpus.phonemes import Phoneme
+
+    shifted = [Phoneme(p.name, p.start + 0.5) for p in phonemes]
+    jaw = animate(clip, seed=0, mood=0.5, phonemes=shifted).poses.reshape(-1, 55, 3)[:, JAW, 0]
+    closed, opened = [], []
+    for k, p in enumerate(shifted[:-1]):
+        centre = round((p.start + shifted[k + 1].start) / 2 * 30)
+        if p.name in ("p", "b", "m") and shifted[k + 1].start - p.start > 0.05:
+            closed.append(jaw[centre])
+        elif VOWEL_OPENNESS.get(p.name, 0) >= 0.8:
+            opened.append(jaw[centre])
+    assert len(closed) >= 5 and len(opened) >= 3
+    assert np.median(closed) < 0.3 * np.median(opened)
+
+
+@needs_espeak
+def test_strokes_land_on_stressed_syllables():
+    from asynfusion.corpus.speech import Voice, assemble, synthesize
+
+    voice = Voice("en-us", "m1")
+    clip = assemble([synthesize(t, voice, 160, 50, 100) for t in ("Honestly, the enormous castle was amazing!",
+                                                                   "We still need twelve more tickets.")],
+                    [1.2], lead=0.4, tail=0.6)
+    num_frames = round(len(clip) / 16_000 * 30)
+    cues = speech_cues(clip, num_frames)
+    rng = np.random.default_rng(0)
+    phrases = plan_phrases(rng, cues, mood=0.6)
+    assert phrases and all(s in set(cues.syllables.tolist()) for p in phrases for s in p.strokes)
+    assert any(len(p.arms) == 2 for p in phrases) or len(phrases) < 4
+    for arm in (0, 1):
+        keys = arm_keys(rng, phrases, arm, HOME, num_frames, 0.6)
+        frames = [k[0] for k in keys]
+        assert frames == sorted(frames)
+        for phrase in (p for p in phrases if arm in p.arms):
+            assert any(abs(f - s) <= 2 for s in phrase.strokes for f in frames)  # a key pose on each stroke
+
+
+@needs_capture
+def test_corpus_generator_moves_like_the_capture_on_its_speech():
+    """Calibration: on the real take's speech a mid-mood speaker lands in the capture's range, and
+    mood spans calm to animated speakers."""
+    from asynfusion.realism import Reference
+
+    capture = load_motion(REAL / "2_scott_0_2_2.npz")
+    samples, _ = soundfile.read(REAL / "2_scott_0_2_2.wav", dtype="float32")
+    reference = Reference(capture, samples)
+    real = reference.reference_rows()[0]
+    row = reference.row(animate(samples, seed=0, mood=0.5), "mid")
+    for name in ("upper_body_speed", "wrist_speed_p95", "wrist_reach"):
+        assert 0.7 <= getattr(row, name) / getattr(real, name) <= 1.4, name
+    assert abs(row.hand_height - real.hand_height) <= 0.05
+    assert row.frechet_vs_still <= 0.35 and row.jaw_depth >= 0.15
+    calm = reference.row(animate(samples, seed=1, mood=0.0), "calm").upper_body_speed
+    animated = reference.row(animate(samples, seed=1, mood=1.0), "animated").upper_body_speed
+    assert calm < 0.09 and animated > 0.16
