@@ -22,7 +22,8 @@ from scipy.ndimage import gaussian_filter1d
 from ..motion import FPS, JOINT
 from .cues import SpeechCues, fill_gaps, minimum_jerk, pick_beats, pulses, runs, slow_noise
 
-STROKE_GAIN = 1.5
+STROKE_GAIN = 1.8
+MAX_STROKE = 2.4   # the fastest strokes move the elbow at ~8 rad/s, as fast beats do
 TORSO_GAIN = 3.0
 MIRROR = np.array([1.0, -1.0, -1.0])  # left-arm rotation -> the same motion of the right arm
 FINGERS = ("index", "middle", "pinky", "ring", "thumb")
@@ -32,16 +33,16 @@ FINGER_CURL_SCALE = {"index": 0.8, "middle": 1.0, "pinky": 1.2, "ring": 1.1, "th
 ARM_PARTS = {"collar": slice(0, 3), "shoulder": slice(3, 6), "elbow": slice(6, 9), "wrist": slice(9, 12),
              "curl": slice(12, 13), "index": slice(13, 14)}
 # Rest: hands in front of the body at about navel height, elbows bent ~65 degrees, fingers relaxed.
-HOME = np.array([0.03, -0.17, -0.2,   0.08, -0.22, -0.97,   0.05, -0.68, 0.25,   -0.4, -0.05, 0.1,   0.1, 0.1])
+HOME = np.array([0.03, -0.17, -0.2,   0.08, -0.12, -1.1,   0.05, -0.65, 0.25,   -0.4, -0.05, 0.1,   0.1, 0.1])
 # Per-speaker spread of the rest pose (standard deviations of the same 14 numbers).
 HOME_SPREAD = np.array([0.02, 0.03, 0.04,  0.05, 0.06, 0.06,  0.05, 0.15, 0.05,  0.1, 0.03, 0.05,  0.1, 0.1])
 # Directions in the arm-pose space (unit-ish; scaled by the draw): where a phrase puts the hand ...
-RAISE = np.array([0, -0.05, 0.08,  0, -0.35, 0.2,  0, -0.35, 0,  0, 0, 0,  0, 0])      # up and forward
-SPREAD = np.array([0, 0.02, 0.05,  0, 0.1, 0.35,  0, 0.15, 0,  0.2, 0, 0.05,  0, 0])   # out to the side
+RAISE = np.array([0, -0.05, 0.05,  0, -0.35, 0.08,  0, -0.6, 0,  0, 0, 0,  0, 0])      # up and forward
+SPREAD = np.array([0, 0.02, 0.04,  0, 0.1, 0.15,  0, -0.1, 0,  0.2, 0, 0.05,  0, 0])   # out to the side
 PALM_UP = np.array([0, 0, 0,  0, 0, 0,  0, 0, 0,  0.7, 0, 0.1,  -0.35, -0.35])         # open, supinated
 # ... and how its strokes move it.
-BEAT_DOWN = np.array([0, 0, -0.03,  0, 0.12, -0.05,  0, 0.45, 0,  0, 0, -0.3,  0.1, 0.1])
-SWEEP_OUT = np.array([0, 0.02, 0.03,  0, 0.15, 0.3,  0, 0.1, 0,  0.25, 0, 0,  -0.1, -0.1])
+BEAT_DOWN = np.array([0, 0, -0.03,  0, 0.15, -0.05,  0, 0.3, 0,  0, 0, -0.3,  0.1, 0.1])
+SWEEP_OUT = np.array([0, 0.02, 0.03,  0, 0.15, 0.2,  0, 0.1, 0,  0.25, 0, 0,  -0.1, -0.1])
 PUSH_FORWARD = np.array([0, -0.04, 0,  0, -0.3, 0.05,  0, 0.3, 0,  0, 0, 0.2,  0, 0])
 POINT = np.array([0, 0, 0,  0, -0.1, 0,  0, 0.1, 0,  0, 0, 0,  0.6, -0.3])
 
@@ -90,11 +91,12 @@ def _draw_phrase(rng, cues: SpeechCues, strokes: list[int], energy: float, mood:
         arms = {lead: 1.0, 1 - lead: float(rng.uniform(0.5, 1.0))}  # two hands, rarely equal
     else:
         arms = {int(choice): 1.0}
-    place = (RAISE * rng.uniform(0.2, 1.0) + SPREAD * rng.uniform(-0.6, 1.0) + PALM_UP * rng.uniform(-0.2, 1.0)
+    place = (RAISE * rng.uniform(0.2, 1.4) + SPREAD * rng.uniform(-0.8, 1.3) + PALM_UP * rng.uniform(-0.2, 1.0)
              + POINT * (rng.random() < 0.12)) * energy
     weights = rng.dirichlet([2.0, 1.0, 1.0])
     direction = weights[0] * BEAT_DOWN + weights[1] * SWEEP_OUT * rng.choice([-1, 1]) + weights[2] * PUSH_FORWARD
-    amplitudes = [STROKE_GAIN * energy * (0.45 + 0.55 * cues.loudness[s]) * rng.uniform(0.7, 1.3) for s in strokes]
+    amplitudes = [min(STROKE_GAIN * energy * (0.45 + 0.55 * cues.loudness[s]) * rng.uniform(0.7, 1.3), MAX_STROKE)
+                  for s in strokes]
     return Phrase(list(strokes), amplitudes, arms, place, direction)
 
 
@@ -106,18 +108,21 @@ def arm_keys(rng, phrases: list[Phrase], arm: int, home: np.ndarray, num_frames:
     for k, phrase in enumerate(mine):
         share = phrase.arms[arm]
         place = home + share * phrase.place * rng.uniform(0.85, 1.15, 14)
-        stroke_frames = rng.uniform(4.0, 7.0)
+        stroke_frames = rng.uniform(5.0, 8.0)  # a stroke takes 0.17-0.27 s
         first = phrase.strokes[0] - stroke_frames
         prep = rng.uniform(8.0, 14.0)
         last_frame = keys[-1][0]
         if first - prep > last_frame + 1:
             keys.append((first - prep, keys[-1][1]))  # hold where it was until the preparation starts
-        for stroke, amplitude in zip(phrase.strokes, phrase.amplitudes):
+        for n, (stroke, amplitude) in enumerate(zip(phrase.strokes, phrase.amplitudes)):
             swing = share * amplitude * phrase.direction * rng.uniform(0.8, 1.2)
-            start = max(stroke - stroke_frames, keys[-1][0] + 2)
+            if n and stroke - keys[-1][0] < stroke_frames + 4:  # the last stroke's hold is cut short by this one
+                keys.pop()
+            start = max(stroke - stroke_frames, keys[-1][0] + 5)
+            landing = max(stroke, start + 5)
             keys.append((start, place - 0.5 * swing))
-            keys.append((max(stroke, start + 2), place + 0.5 * swing))                 # lands on the syllable
-            keys.append((max(stroke, start + 2) + rng.uniform(4, 9), place + 0.3 * swing))  # a short hold
+            keys.append((landing, place + 0.5 * swing))                                 # lands on the syllable
+            keys.append((landing + rng.uniform(4, 9), place + 0.3 * swing))              # a short hold
         gap = (mine[k + 1].strokes[0] - keys[-1][0]) if k + 1 < len(mine) else np.inf
         if gap > (1.4 - 0.5 * mood) * FPS:  # retract: all the way to rest, or part way when excited
             rest = home + (place - home) * rng.uniform(0.0, 0.35 * mood) + 0.03 * rng.standard_normal(14)
