@@ -65,6 +65,7 @@ def median_row(runs: list[dict]) -> dict:
     row = dict(runs[0])
     for key in MEDIAN_KEYS:
         row[key] = round(statistics.median(r[key] for r in runs), 4)
+    row["threads"] = statistics.mode(r["threads"] for r in runs)  # what most of the runs had
     return row
 
 
@@ -159,10 +160,17 @@ def run_bench(args) -> None:
     print(json.dumps(report, indent=2) if args.json else format_report(report))
 
 
+def threads_used(rows: list[dict]) -> str:
+    """'2', or '1-2' where other work held a core during some runs (the pipeline then samples on fewer)."""
+    used = sorted({r.get("threads", 0) for r in rows})
+    return str(used[0]) if len(used) == 1 else f"{used[0]}-{used[-1]} (fewer while other work held the cores)"
+
+
 def format_report(report: dict) -> str:
     rows = report["samplers"]
     lines = [f"machine: {report['machine']}",
-             f"precision: {report['precision']} ({report['precision_reason']})",
+             f"precision: {report['precision']} ({report['precision_reason']}); torch threads for sampling: "
+             f"{threads_used(rows)}",
              f"checkpoint: {report['checkpoint']} (trained on: {report['trained_on']}); median of "
              f"{report['repeats']} runs after a warm-up; audio {rows[0]['audio_seconds']:.2f} s", ""]
     peak = report["matmul_gflops_per_second"]

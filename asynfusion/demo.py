@@ -303,6 +303,7 @@ def timing_table(report, features_seconds: float, render: dict, precision) -> pd
     generation = features_seconds + report.seconds_total
     rows = [
         ("precision", str(precision)),
+        ("sampling threads (cores not busy with other work)", report.threads),
         ("expression branch: network evaluations", s.nfe_expression),
         ("expression branch: seconds", round(s.seconds_expression, 3)),
         ("gesture branch: network evaluations", s.nfe_gesture),

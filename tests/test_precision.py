@@ -1,6 +1,7 @@
 """`auto` precision: bf16 only where the hardware has it (mocked CPUs and GPUs), forced choices, and
 every entry point (generate, bench, the app, train, distill) defaulting to it."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -114,16 +115,32 @@ def test_train_options(cpu, capsys):
         training_bf16(parser.parse_args(["train", "--data", "d", "--out", "o", "--fp32", "--precision", "bf16"]))
 
 
-@pytest.mark.parametrize("environment, expected", [({}, "1000"), ({"GOMP_SPINCOUNT": "50"}, "50"),
-                                                   ({"OMP_WAIT_POLICY": "ACTIVE"}, None)])
-def test_openmp_threads_spin_briefly_unless_told_otherwise(environment, expected):
-    """Set before torch loads libgomp, in a fresh process, as the CLI and the app start."""
-    import os
-    import subprocess
-    import sys
+@pytest.mark.parametrize("running, expected", [("1/90", 2), ("2/90", 1), ("3/95", 1), ("9/95", 1)])
+def test_sampling_threads_leave_busy_cores_alone(tmp_path, monkeypatch, running, expected):
+    """/proc/loadavg's runnable count includes the caller: 1 means an idle machine."""
+    from asynfusion import pipeline
 
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    code = "import os, asynfusion.pipeline, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
-    result = subprocess.run([sys.executable, "-c", code], env={**env, **environment}, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(expected)
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text(f"3.10 3.30 3.60 {running} 19106\n")
+    real = pipeline.other_running_tasks
+    monkeypatch.setattr(pipeline, "other_running_tasks", lambda: real(samples=2, interval=0, loadavg=str(loadavg)))
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert pipeline.sampling_threads(limit=2) == expected
+    assert pipeline.sampling_threads(limit=1) == 1
+    monkeypatch.setattr(pipeline, "other_running_tasks", lambda: real(loadavg=str(tmp_path / "missing")))
+    assert pipeline.sampling_threads(limit=2) == 2  # nothing to go by: torch's own choice
+
+
+def test_the_generation_report_says_how_many_threads_sampled(tiny_checkpoint, monkeypatch):
+    from asynfusion import pipeline
+
+    monkeypatch.setattr(pipeline, "sampling_threads", lambda: 1)
+    samples = np.random.default_rng(0).normal(0, 0.1, 16_000).astype(np.float32)
+    _, report = Pipeline(tiny_checkpoint, "fp32").generate(samples, count_flops=False)
+    assert report.threads == 1 and report.row()["threads"] == 1
+    before = torch.get_num_threads()
+    try:
+        _, report = Pipeline(tiny_checkpoint, "fp32", threads=2).generate(samples, count_flops=False)
+        assert report.threads == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
