@@ -25,13 +25,25 @@ from .precision import choose_precision
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice: the usable cores
 
 
+def _running_threads_of_this_process() -> int:
+    """This process's threads that are running or runnable now (the caller among them)."""
+    running = 0
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            running += stat.read_text().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue
+    return max(running, 1)
+
+
 def other_running_tasks(samples: int = 5, interval: float = 0.001, loadavg: str = "/proc/loadavg") -> float:
-    """Tasks other than the caller running on this machine right now: the kernel's count of runnable
-    tasks (/proc/loadavg), less the caller, averaged over a few samples; 0 where it cannot be read."""
+    """Tasks of other processes running on this machine right now: the kernel's count of runnable tasks
+    (/proc/loadavg) less this process's own (torch's workers may still be spinning after the last
+    operation), averaged over a few samples; 0 where it cannot be read."""
     counts = []
     for _ in range(samples):
         try:
-            counts.append(int(Path(loadavg).read_text().split()[3].split("/")[0]) - 1)
+            counts.append(int(Path(loadavg).read_text().split()[3].split("/")[0]) - _running_threads_of_this_process())
         except (OSError, ValueError, IndexError):
             return 0.0
         time.sleep(interval)

@@ -9,7 +9,6 @@ Threads: skinning and normals (torch, one thread) run in one, OpenGL in the main
 adds its own rasteriser threads), and the ffmpeg pipe in a third, so the two cores stay busy.
 """
 
-import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
@@ -569,12 +568,7 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
     if min(m.num_frames for m in motions) == 0:
         raise InputError("cannot render a motion with no frames")
     started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the body loads while OpenGL and pyrender do
-        loading = pool.submit(load_body, body_path)
-        with contextlib.suppress(InputError):  # no OpenGL: said once the body is known to be fine
-            choose_gl_platform()
-            import pyrender  # noqa: F401
-        body = loading.result()
+    body = load_body(body_path)
     bodies = [body] * len(motions)
     labels, notes = _fit_notes(body, motions, labels or [""] * len(motions))
     stage = _Stage(bodies, size)
