@@ -80,3 +80,19 @@ def speech_wav(tmp_path):
     path = tmp_path / "speech.wav"
     soundfile.write(path, speech_like(3.0), 16_000)
     return path
+
+
+# The helpers as fixtures: test modules take them as arguments instead of importing this module.
+@pytest.fixture(name="tiny_config")
+def tiny_config_fixture():
+    return tiny_config
+
+
+@pytest.fixture(name="speech_like")
+def speech_like_fixture():
+    return speech_like
+
+
+@pytest.fixture(name="randomize_zero_inits")
+def randomize_zero_inits_fixture():
+    return randomize_zero_inits
