@@ -78,7 +78,7 @@ def l1_diversity(windows: np.ndarray) -> float:
 @functools.lru_cache(maxsize=1)
 def rest_skeleton() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(parents (55,), rest offsets from the parent (55, 3), hand mean pose (165,)) of the stand-in body."""
-    from .body import BUNDLED_BODY
+    from .render.body import BUNDLED_BODY
 
     with np.load(BUNDLED_BODY, allow_pickle=False) as body:
         parents = body["kintree_table"][0].astype(np.int64)

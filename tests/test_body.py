@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from asynfusion.body import BUNDLED_BODY, body_vertices, camera_translation, iter_body_vertices, load_body
 from asynfusion.errors import InputError
 from asynfusion.motion import JOINT, JOINT_NAMES, Motion
+from asynfusion.render.body import BUNDLED_BODY, body_vertices, camera_translation, iter_body_vertices, load_body
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,8 @@ from test_body import write_tiny_smplx
 
 from asynfusion.errors import InputError
 from asynfusion.motion import JOINT, Motion
-from asynfusion.render import (
-    BACKGROUND,
-    FLOOR_COLOR,
-    TILT_DEGREES,
-    VIEW_BOTTOM,
-    VIEW_TOP,
-    choose_gl_platform,
-    render_still,
-    render_video,
-)
+from asynfusion.render import render_still, render_video
+from asynfusion.render.scene import BACKGROUND, FLOOR_COLOR, TILT_DEGREES, VIEW_BOTTOM, VIEW_TOP, choose_gl_platform
 
 SIZE = 128
 
@@ -141,9 +133,9 @@ def test_failure_leaves_nothing_behind(tmp_path):
 
 
 def test_an_encoder_failure_is_reported_and_cleaned_up(tmp_path, monkeypatch):
-    import asynfusion.render
+    import asynfusion.render.video
 
-    monkeypatch.setattr(asynfusion.render, "ENCODER", ["-c:v", "no-such-codec"])
+    monkeypatch.setattr(asynfusion.render.video, "ENCODER", ["-c:v", "no-such-codec"])
     with pytest.raises(InputError, match="ffmpeg could not write the video"):
         render_video([talking(40)], None, tmp_path / "out.mp4", size=SIZE, progress=lambda done, total: None)
     assert list(tmp_path.iterdir()) == []
@@ -154,10 +146,10 @@ def test_an_encoder_failure_is_reported_and_cleaned_up(tmp_path, monkeypatch):
     (["sh", "-c", "cat > /dev/null; sleep 30"], "did not finish the video"),  # reads them all, then hangs
 ])
 def test_a_stalled_encoder_times_out_and_cleans_up(tmp_path, monkeypatch, command, message):
-    import asynfusion.render
+    import asynfusion.render.video
 
-    monkeypatch.setattr(asynfusion.render, "ENCODER_TIMEOUT", 1.0)
-    monkeypatch.setattr(asynfusion.render, "_ffmpeg_command", lambda *args: command)
+    monkeypatch.setattr(asynfusion.render.video, "ENCODER_TIMEOUT", 1.0)
+    monkeypatch.setattr(asynfusion.render.video, "_ffmpeg_command", lambda *args: command)
     with pytest.raises(InputError, match=message):
         render_video([talking(60)], None, tmp_path / "out.mp4", size=SIZE, progress=lambda done, total: None)
     assert list(tmp_path.iterdir()) == []
@@ -227,8 +219,8 @@ def test_a_beat2_capture_renders_as_an_adult_framed_like_a_generated_motion(tmp_
 
 @pytest.mark.skipif(not CAPTURE.with_suffix(".npz").is_file(), reason="needs ../shared/real (the BEAT2 sample)")
 def test_a_flame_face_on_the_free_body_still_moves_the_jaw():
-    from asynfusion.body import body_vertices, load_body
     from asynfusion.motion import load_motion
+    from asynfusion.render.body import body_vertices, load_body
 
     body = load_body()
     capture = load_motion(CAPTURE.with_suffix(".npz"))
@@ -247,7 +239,7 @@ def test_a_flame_face_on_the_free_body_still_moves_the_jaw():
 # Speed-ups that must not change the picture
 # ----------------------------------------------------------------------------
 def test_back_face_culling_only_for_closed_meshes_wound_outward():
-    from asynfusion.render import _outward_faces
+    from asynfusion.render.scene import _outward_faces
 
     tetrahedron = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float)
     outward = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
@@ -260,11 +252,11 @@ def test_back_face_culling_only_for_closed_meshes_wound_outward():
 
 
 def test_the_culled_one_sided_picture_matches_the_two_sided_one(tmp_path, monkeypatch):
-    import asynfusion.render
+    import asynfusion.render.scene
 
     motion = talking(6)
     culled = np.asarray(Image.open(render_still(motion, 5, tmp_path / "culled.png", size=256)), int)
-    monkeypatch.setattr(asynfusion.render, "_outward_faces", lambda vertices, faces: (faces, False))
+    monkeypatch.setattr(asynfusion.render.scene, "_outward_faces", lambda vertices, faces: (faces, False))
     two_sided = np.asarray(Image.open(render_still(motion, 5, tmp_path / "two-sided.png", size=256)), int)
     differing = (np.abs(culled - two_sided).max(-1) > 8).mean()
     assert differing < 1e-3  # a few pixels where the close-up's neck is cut open

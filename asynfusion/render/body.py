@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .motion import EXPRESSION_SPACES, NUM_EXPRESSIONS, Motion
+from ..errors import InputError
+from ..motion import EXPRESSION_SPACES, NUM_EXPRESSIONS, Motion
 
-BUNDLED_BODY = Path(__file__).resolve().parents[1] / "assets" / "body" / "SMPLX_NEUTRAL.npz"
+BUNDLED_BODY = Path(__file__).resolve().parents[2] / "assets" / "body" / "SMPLX_NEUTRAL.npz"
 BODY_ENV = "ASYNFUSION_BODY"
 BATCH_FRAMES = 32  # frames skinned at once: big enough to amortise, small enough for a few 10s of MB
 FOLLOW_SECONDS = 1.0  # the camera follows the root's horizontal path averaged over this long: drift goes, sway shows
