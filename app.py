@@ -2,7 +2,8 @@
 
     python app.py      # host and port: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; the rest: asynfusion/settings.py
 
-The page only lays things out; asynfusion.demo does the work and returns file paths and tables.
+The page only lays things out; asynfusion.app.handlers does the work and returns file paths and tables,
+asynfusion.app.texts has the words, and the samplers come from asynfusion/diffusion/registry.py.
 """
 
 import os
@@ -11,8 +12,10 @@ import sys
 
 import gradio as gr
 
-from asynfusion import demo as handlers
+from asynfusion.app import handlers, texts
+from asynfusion.diffusion.registry import DEFAULT_SAMPLER
 from asynfusion.errors import InputError
+from asynfusion.request import MAX_SEED
 from asynfusion.settings import Settings
 
 try:
@@ -46,15 +49,14 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
     with gr.Row():
         with gr.Column():
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech", elem_id="speech")
-            trim = gr.Checkbox(label=handlers.trim_label(settings.max_seconds))
-            sampler = gr.Radio([("DDIM 25/25", "ddim"), ("sync LCM 8/8", "sync-lcm"), ("async LCM 4/8", "async-lcm")],
-                               value="async-lcm", label="Sampler")
+            trim = gr.Checkbox(label=texts.trim_label(settings.max_seconds))
+            sampler = gr.Radio(texts.sampler_choices(), value=DEFAULT_SAMPLER, label="Sampler")
             with gr.Accordion("Advanced", open=False):
                 with gr.Row():
                     steps_expression = gr.Number(0, precision=0, minimum=0, label="Expression steps (0 = default)")
                     steps_gesture = gr.Number(0, precision=0, minimum=0, label="Gesture steps (0 = default)")
                 with gr.Row():
-                    seed = gr.Number(0, precision=0, minimum=0, maximum=handlers.MAX_SEED, label="Seed")
+                    seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                     dice = gr.Button("Random seed", size="sm")
                 speakers = handlers.speaker_count(settings)
                 speaker = gr.Number(0, precision=0, minimum=0, maximum=max(speakers - 1, 0), visible=speakers > 0,
@@ -63,13 +65,13 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
             examples = gr.Column()
         with gr.Column():
             video = gr.Video(label="Avatar", autoplay=True, elem_id="avatar")
-            timings = gr.Dataframe(headers=handlers.TIMING_COLUMNS, label="Timing", interactive=False,
+            timings = gr.Dataframe(headers=texts.TIMING_COLUMNS, label="Timing", interactive=False,
                                    elem_id="timings")
             motion = gr.File(label="Motion (.npz, BEAT2 / SMPL-X layout)")
             note = gr.Markdown(label="Note")
     with examples:  # under the inputs; declared here because it needs the outputs
         gr.Examples([[path] for path in handlers.example_paths()], [audio], [video, motion, timings, note],
-                    fn=lambda path: generate(path, "async-lcm", 0, 0, 0, False, 0),
+                    fn=lambda path: generate(path, DEFAULT_SAMPLER, 0, 0, 0, False, 0),
                     cache_examples=settings.cache_examples != "off",
                     cache_mode=None if settings.cache_examples == "off" else settings.cache_examples,
                     preload=0 if settings.cache_examples == "eager" else False)
@@ -79,14 +81,14 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
         baseline = gr.Checkbox(label="Add the rule-based baseline (no network)")
         compare_button = gr.Button("Compare", variant="primary")
     compare_video = gr.Video(label="Side by side", autoplay=True, elem_id="compare-video")
-    compare_table = gr.Dataframe(headers=handlers.COMPARE_COLUMNS, label="Per sampler", interactive=False,
+    compare_table = gr.Dataframe(headers=texts.COMPARE_COLUMNS, label="Per sampler", interactive=False,
                                  elem_id="compare-table")
     with gr.Row():
-        chart = gr.BarPlot(x="sampler", y="seconds", color="part", sort=handlers.CHART_ORDER, y_title="seconds",
+        chart = gr.BarPlot(x="sampler", y="seconds", color="part", sort=texts.chart_order(), y_title="seconds",
                            label="Generation time per sampler, split by branch", scale=3)
         compare_note = gr.Markdown(label="Compare note")
 
-    dice.click(lambda: random.randint(0, handlers.MAX_SEED), outputs=seed, api_visibility="private", queue=False)
+    dice.click(lambda: random.randint(0, MAX_SEED), outputs=seed, api_visibility="private", queue=False)
     generate_button.click(generate, [audio, sampler, steps_expression, steps_gesture, seed, trim, speaker],
                           [video, motion, timings, note], api_name="generate", concurrency_id="work")
     compare_button.click(compare, [audio, seed, trim, baseline, speaker],

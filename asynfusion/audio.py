@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import settings
 from .errors import InputError
 from .motion import FPS
 
 SAMPLE_RATE = 16_000
-MAX_SECONDS = float(os.environ.get("ASYNFUSION_MAX_SECONDS", 60))  # the default cap; --max-seconds overrides
 MIN_SECONDS = 0.25
 MAX_PEAK = 1000.0  # 60 dB past full scale: a broken or unscaled float file (ffmpeg's AAC encoder stalls on such)
 NUM_MELS = 40
@@ -120,7 +120,7 @@ def load_audio(path: str | os.PathLike, max_seconds: float | None = None, trim: 
     file, and for NaN, infinite or absurdly large samples.
     """
     path = Path(path)
-    max_seconds = MAX_SECONDS if max_seconds is None else max_seconds
+    max_seconds = settings.max_seconds() if max_seconds is None else max_seconds
     if not path.exists():
         raise InputError(f"audio file not found: {path}")
     if path.is_dir():

@@ -22,14 +22,13 @@ from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
+from . import settings
 from .config import ModelConfig
 from .errors import InputError
 from .model import AsynFusionModel
 from .motion import NormStats
 
 FORMAT = "asynfusion-checkpoint/1"
-DEFAULT_CHECKPOINT = Path(os.environ.get(
-    "ASYNFUSION_CHECKPOINT", Path(__file__).resolve().parent.parent / "checkpoints" / "asynfusion"))
 WEIGHT_FILES = {"diffusion": "diffusion.safetensors", "lcm": "lcm.safetensors"}
 
 
@@ -45,9 +44,10 @@ class Checkpoint:
     def trained(self) -> bool:
         return self.info.get("trained_on", "untrained") != "untrained"
 
-    def model_for(self, rule: str) -> AsynFusionModel:
-        """The weights a sampling rule uses: LCM samplers the distilled model when there is one."""
-        return self.models.get("lcm" if rule == "lcm" else "diffusion", self.models["diffusion"])
+    def model_for(self, weights: str) -> AsynFusionModel:
+        """The weights a sampler uses (its registry entry's `weights`); the diffusion model when a
+        checkpoint was never distilled."""
+        return self.models.get(weights, self.models["diffusion"])
 
 
 @contextmanager
@@ -81,7 +81,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint, half: bool 
 
 def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
     """Rebuild models, config and stats from a checkpoint folder; InputError names any mismatch."""
-    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    path = Path(path) if path is not None else settings.checkpoint_path()
     if not (path / "config.json").is_file():
         raise InputError(f"no checkpoint at {path} (expected a folder with config.json)")
     try:

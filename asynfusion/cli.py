@@ -15,10 +15,10 @@ output path on failure. Set ASYNFUSION_DEBUG=1 to see tracebacks of unexpected e
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from . import settings
 from .errors import InputError
 
 
@@ -38,13 +38,14 @@ def cmd_generate(args) -> None:
     from .audio import load_audio
     from .motion import save_motion
     from .pipeline import Pipeline
+    from .request import Request
 
     out = _check_output(args.output, ".npz")
     video = _check_output(args.video, ".mp4") if args.video else None
-    samples = load_audio(args.audio, args.max_seconds)
+    request = Request(load_audio(args.audio, args.max_seconds), args.sampler, args.steps_expression,
+                      args.steps_gesture, args.seed)
     pipeline = Pipeline(args.checkpoint, args.precision)
-    motion, report = pipeline.generate(samples, args.sampler, args.steps_expression, args.steps_gesture, args.seed,
-                                       count_flops=False)  # not printed here; `bench` counts them
+    motion, report = pipeline.generate(request, count_flops=False)  # not printed here; `bench` counts them
     s = report.sampling
     stats = None
     if video:  # rendered before the .npz is saved: a failed render leaves neither file
@@ -63,7 +64,7 @@ def cmd_generate(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import run_bench
+    from .evaluation.bench import run_bench
 
     run_bench(args)
 
@@ -90,7 +91,7 @@ def cmd_render(args) -> None:
 
 
 def cmd_make_corpus(args) -> None:
-    from .corpus.make import make_corpus
+    from .data.corpus.make import make_corpus
 
     path = make_corpus(args.out_dir, num_clips=args.clips, seed=args.seed)
     print(f"corpus written to {path}")
@@ -98,8 +99,8 @@ def cmd_make_corpus(args) -> None:
 
 def cmd_train(args) -> None:
     from .config import ModelConfig
-    from .data import expression_space
-    from .train import TrainConfig, train
+    from .data.beat2 import expression_space
+    from .training.train import TrainConfig, train
 
     space = expression_space(args.data)
     model_config = ModelConfig(
@@ -120,13 +121,13 @@ def training_bf16(args) -> bool:
     if args.fp32 and args.precision not in (None, "fp32"):
         raise InputError(f"--fp32 contradicts --precision {args.precision}")
     precision = choose_precision("fp32" if args.fp32 else args.precision)
-    if int(os.environ.get("RANK", 0)) == 0:  # once under torchrun
+    if settings.distributed_rank() == 0:  # once under torchrun
         print(f"precision: {precision}")
     return precision.name == "bf16"
 
 
 def cmd_distill(args) -> None:
-    from .distill import DistillConfig, distill
+    from .training.distill import DistillConfig, distill
 
     config = DistillConfig(data=args.data, teacher=args.teacher, out=args.out or args.teacher, steps=args.steps,
                            batch_size=args.batch_size, seed=args.seed, bf16=training_bf16(args),
@@ -135,13 +136,13 @@ def cmd_distill(args) -> None:
 
 
 def cmd_realism(args) -> None:
-    from .realism import main as realism_main
+    from .evaluation.realism import main as realism_main
 
     realism_main(args)
 
 
 def cmd_eval(args) -> None:
-    from .evaluate import main as evaluate_main
+    from .evaluation.evaluate import main as evaluate_main
 
     evaluate_main(args)
 
@@ -150,7 +151,7 @@ def cmd_eval(args) -> None:
 # Parser
 # ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from .diffusion.sampler import SAMPLERS
+    from .diffusion.registry import DEFAULT_SAMPLER, SAMPLERS
 
     parser = argparse.ArgumentParser(prog="asynfusion", description="AsynFusion: speech -> SMPL-X face and body motion")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -169,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("generate", help="speech file -> motion .npz (and optionally an mp4)")
     p.add_argument("audio")
     p.add_argument("-o", "--output", required=True, help="motion .npz to write (BEAT2 layout)")
-    p.add_argument("--sampler", choices=list(SAMPLERS), default="async-lcm")
+    p.add_argument("--sampler", choices=list(SAMPLERS), default=DEFAULT_SAMPLER)
     p.add_argument("--steps-expression", type=int, default=None)
     p.add_argument("--steps-gesture", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # the last resort: still one line, the traceback on request
-        if os.environ.get("ASYNFUSION_DEBUG"):
+        if settings.debug():
             raise
         print(f"error: {type(error).__name__}: {error} (set ASYNFUSION_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .motion import EXPRESSION_SPACES, GESTURE_DIM, expression_dim_of
 
+BRANCHES = ("expression", "gesture")  # the model's two branches, T_E and T_G, in this order everywhere
 INTERACTIONS = ("none", "e2g", "g2e", "naive", "cosync")  # the rows of the paper's Table 2
 PREDICTIONS = ("x0", "v")
 

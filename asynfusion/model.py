@@ -12,25 +12,21 @@ config field `interaction` (the rows of the paper's Table 2):
     naive   both read a linear map of the concatenated features (naive fusion)
     cosync  both read each other with cross-attention: F_a += MLP(LN(softmax(Q_a K_b^T / sqrt d) V_b))
 
-The network predicts the clean motion x0 (as MDM does for motion) and `denoise` hands the samplers
-the equivalent v (Salimans & Ho 2022), from which diffusion/schedule.py recovers noise and x0: one
-interface for every step rule. Why x0: a v- or noise-predicting network must carry the per-frame
-noise of all 258 gesture features through its 192-wide residual stream to cancel it, and it cannot,
-so its samples stay jittery (measured: 15-50x the data's joint speed); an x0-predicting network only
-has to output smooth motion. Checkpoints can still predict v (config field `prediction`).
+The network returns its raw prediction, the clean motion x0 by default (as MDM does for motion), and
+diffusion/schedule.py alone turns it into v, noise or x0 by the config field `prediction`; the network
+knows nothing of the noise schedule or of the samplers' clocks. Why x0: a v- or noise-predicting network
+must carry the per-frame noise of all 258 gesture features through its 192-wide residual stream to
+cancel it, and it cannot, so its samples stay jittery (measured: 15-50x the data's joint speed); an
+x0-predicting network only has to output smooth motion. Checkpoints can still predict v.
 """
 
 import math
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
-from .diffusion.schedule import NoiseSchedule
-
-BRANCHES = ("expression", "gesture")
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -221,13 +217,7 @@ class AsynFusionModel(nn.Module):
                            for target, source, layer in INTERACTION_LAYERS[config.interaction]})
             for _ in range(config.depth)
         ])
-        self.alpha_bar = NoiseSchedule(config.num_train_timesteps).alpha_bar  # float32, never cast with the weights
         self.initialize_weights()
-
-    def as_velocity(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The v that predicts clean motion x0 from x_t at t: v = (sqrt(a) x_t - x0) / sqrt(1 - a), in float32."""
-        a = self.alpha_bar.to(t.device)[t].reshape(-1, 1, 1)
-        return (a.sqrt() * x_t.float() - x0.float()) / (1 - a).sqrt()
 
     def initialize_weights(self):
         def basic_init(module):
@@ -262,51 +252,43 @@ class AsynFusionModel(nn.Module):
         audio_features: torch.Tensor,
         speaker: torch.Tensor | None = None,
         buffer: FeatureBuffer | None = None,
-        clock: dict[str, float] | None = None,
     ) -> dict[str, torch.Tensor]:
         """One network evaluation of the branches present in `x` (each at its own timestep `t[branch]`).
 
         Branches absent from `x` are not computed; their interaction features come from `buffer`.
-        `clock`, when given, accumulates the wall time spent on each branch (the samplers' report).
-        Returns the v-prediction of each computed branch, (B, N, D_branch) (converted from the network's
-        x0 prediction when config.prediction is "x0").
+        Returns each computed branch's raw prediction (config.prediction: x0 or v), (B, N, D_branch).
         """
         buffer = FeatureBuffer() if buffer is None else buffer
-        clock = {} if clock is None else clock
         frames = audio_features.shape[1]
         position = sinusoidal(torch.arange(frames, device=audio_features.device), self.config.width)  # (N, width)
-        h, c, out = {}, {}, {}
+        h, c = {}, {}
         for name, motion in x.items():
-            start = time.perf_counter()
             branch = self.branches[name]
             h[name] = branch.input(motion) + branch.audio(audio_features) + position.to(motion.dtype)  # (B, N, width)
             c[name] = branch.timestep(t[name])                                                       # (B, width)
             if self.speaker is not None and speaker is not None:
                 c[name] = c[name] + self.speaker(speaker)
-            clock[name] = clock.get(name, 0.0) + time.perf_counter() - start
         for i in range(self.config.depth):
             for name in h:
-                start = time.perf_counter()
                 h[name] = self.branches[name].blocks[i](h[name], c[name])
                 buffer.write(i, name, h[name])
-                clock[name] += time.perf_counter() - start
             # every interaction reads block-i features written before any of them is applied
             for key, layer in self.interactions[i].items():
                 target, source = key.split("<-")
                 if target in h:
-                    start = time.perf_counter()
                     h[target] = layer(h[target], buffer.read(i, source))
-                    clock[target] += time.perf_counter() - start
-        for name in h:
-            start = time.perf_counter()
-            out[name] = self.branches[name].final(h[name], c[name])
-            if self.config.prediction == "x0":
-                out[name] = self.as_velocity(out[name], x[name], t[name])
-            clock[name] += time.perf_counter() - start
-        return out
+        return {name: self.branches[name].final(h[name], c[name]) for name in h}  # (B, N, D_branch) each
+
+    def branch_modules(self, name: str) -> list[nn.Module]:
+        """The modules one branch runs (its stack and the interaction layers it reads through): what a
+        sampler times per branch."""
+        branch = self.branches[name]
+        own = [branch.input, branch.audio, branch.timestep, *branch.blocks, branch.final]
+        return own + [layer for layers in self.interactions for key, layer in layers.items()
+                      if key.split("<-")[0] == name]
 
     def forward(self, x, t, audio, speaker=None):
-        """Training entry point: raw audio features in, v-predictions of both branches out."""
+        """Training entry point: raw audio features in, raw predictions of both branches out."""
         return self.denoise(x, t, self.encode_audio(audio), speaker)
 
     def num_parameters(self) -> int:

@@ -209,5 +209,13 @@ class NormStats:
         return cls(z(expression_dim, np.float32), o(expression_dim, np.float32), z(gesture_dim, np.float32),
                    o(gesture_dim, np.float32), z(audio_dim, np.float32), o(audio_dim, np.float32))
 
+    def normalize(self, kind: str, x: np.ndarray) -> np.ndarray:
+        """(..., D) features of `kind` ("expression", "gesture" or "audio") -> zero mean, unit std."""
+        return (x - getattr(self, f"{kind}_mean")) / getattr(self, f"{kind}_std")
+
+    def denormalize(self, kind: str, x: np.ndarray) -> np.ndarray:
+        """The inverse of `normalize`."""
+        return x * getattr(self, f"{kind}_std") + getattr(self, f"{kind}_mean")
+
     def to_dict(self) -> dict[str, np.ndarray]:
         return dict(self.__dict__)

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import audio_features, num_motion_frames
+from .audio import SAMPLE_RATE, audio_features, num_motion_frames
 from .checkpoint import Checkpoint, load_checkpoint
-from .diffusion.sampler import SAMPLERS, SampleStats, sample
-from .model import BRANCHES
+from .config import BRANCHES
+from .diffusion.sampler import SampleStats, sample
 from .motion import Motion, features_to_motion
 from .precision import choose_precision
+from .request import Request
 
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice: the usable cores
 
@@ -120,6 +121,18 @@ def blend_weights(window: int, overlap: int, first: bool, last: bool) -> np.ndar
     return weights
 
 
+def stitch(windows: list[np.ndarray], starts: list[int], num_frames: int, overlap: int) -> np.ndarray:
+    """Windows (W, D) at `starts` -> (num_frames, D), cross-faded where they overlap."""
+    window, dim = windows[0].shape
+    total = np.zeros((num_frames, dim), np.float32)
+    weight = np.zeros((num_frames, 1), np.float32)
+    for i, (s, values) in enumerate(zip(starts, windows)):
+        w = blend_weights(window, overlap, i == 0, i == len(starts) - 1)[:, None]
+        total[s:s + window] += w * values
+        weight[s:s + window] += w
+    return total / weight
+
+
 class Pipeline:
     """A loaded checkpoint and everything needed to turn 16 kHz speech into a Motion."""
 
@@ -138,69 +151,57 @@ class Pipeline:
 
     def features(self, samples: np.ndarray) -> np.ndarray:
         """Normalized (T, A) audio features of a 16 kHz clip."""
-        stats = self.checkpoint.stats
         raw = audio_features(samples, num_motion_frames(len(samples)), self.config.audio_encoder)
-        return (raw - stats.audio_mean) / stats.audio_std
+        return self.checkpoint.stats.normalize("audio", raw)
 
-    def generate(self, samples: np.ndarray, sampler: str = "async-lcm", steps_expression: int | None = None,
-                 steps_gesture: int | None = None, seed: int = 0, speaker: int = 0,
-                 features: np.ndarray | None = None, count_flops: bool = True) -> tuple[Motion, GenerationReport]:
-        """16 kHz mono speech -> (Motion with round(duration x 30) frames, GenerationReport).
+    def generate(self, request: Request, features: np.ndarray | None = None,
+                 count_flops: bool = True) -> tuple[Motion, GenerationReport]:
+        """A Request -> (Motion with round(duration x 30) frames, GenerationReport).
 
-        Same samples, sampler, steps and seed give the same motion. `features` lets a caller that
-        compares samplers compute the audio features once.
+        The same request gives the same motion. `features` lets a caller that compares samplers compute
+        the audio features once.
         """
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-        config, stats = self.config, self.checkpoint.stats
+        config = self.config
         start = time.perf_counter()
-        audio = self.features(samples) if features is None else features
+        audio = self.features(request.samples) if features is None else features
         seconds_features = time.perf_counter() - start
         num_frames = len(audio)
         window = min(config.window_frames, num_frames)
         overlap = window // 4
         starts = window_starts(num_frames, window, overlap)
         batch = torch.from_numpy(np.stack([audio[s:s + window] for s in starts])).float().to(self.device)  # (B,W,A)
-
         dims = {"expression": config.expression_dim, "gesture": config.gesture_dim}
 
         def draw_noise(branch: str, k: int) -> torch.Tensor:
             # noise per frame of the whole clip, then sliced: overlapping frames share it
-            generator = torch.Generator().manual_seed(seed * 7919 + k * 2 + BRANCHES.index(branch))
+            generator = torch.Generator().manual_seed(request.seed * 7919 + k * 2 + BRANCHES.index(branch))
             whole = torch.randn(num_frames, dims[branch], generator=generator)
             return torch.stack([whole[s:s + window] for s in starts])
 
-        speakers = torch.full((len(starts),), speaker, dtype=torch.long, device=self.device) \
+        speakers = torch.full((len(starts),), request.speaker, dtype=torch.long, device=self.device) \
             if config.num_speakers else None
-        rule = SAMPLERS[sampler][0]
-        model = self.checkpoint.model_for(rule)
+        model = self.checkpoint.model_for(request.spec.weights)
         threads = self.threads or (sampling_threads() if self.device.type == "cpu" else DEFAULT_THREADS)
         torch.set_num_threads(threads)
-        x, sampling = sample(model, batch, sampler, steps_expression, steps_gesture, draw_noise,
-                             speaker=speakers, dtype=self.dtype, count_flops=count_flops)
+        x, sampling = sample(model, batch, request.spec, request.steps, draw_noise, speaker=speakers,
+                             dtype=self.dtype, count_flops=count_flops)
 
         stitch_start = time.perf_counter()
-        stitched = {}
-        for b in BRANCHES:
-            total = np.zeros((num_frames, dims[b]), np.float32)
-            weight = np.zeros((num_frames, 1), np.float32)
-            for i, s in enumerate(starts):
-                w = blend_weights(window, overlap, i == 0, i == len(starts) - 1)[:, None]
-                total[s:s + window] += w * x[b][i].float().cpu().numpy()
-                weight[s:s + window] += w
-            stitched[b] = total / weight
-        expression = stitched["expression"] * stats.expression_std + stats.expression_mean
-        gesture = stitched["gesture"] * stats.gesture_std + stats.gesture_mean
-        motion = features_to_motion(expression, gesture, expression_space=config.expression_space, metadata={
-            "sampler": sampler, "steps_expression": sampling.steps_expression,
-            "steps_gesture": sampling.steps_gesture, "seed": seed,
-            "checkpoint": str(self.checkpoint.path or "in-memory"),
-            "trained_on": self.checkpoint.info.get("trained_on", "untrained"),
-            "precision": self.precision.name,
-        })
+        features_out = {b: stitch([w.float().cpu().numpy() for w in x[b]], starts, num_frames, overlap)
+                        for b in BRANCHES}
+        motion = features_to_motion(
+            self.checkpoint.stats.denormalize("expression", features_out["expression"]),
+            self.checkpoint.stats.denormalize("gesture", features_out["gesture"]),
+            expression_space=config.expression_space, metadata={
+                "sampler": request.sampler, "steps_expression": sampling.steps_expression,
+                "steps_gesture": sampling.steps_gesture, "seed": request.seed,
+                "checkpoint": str(self.checkpoint.path or "in-memory"),
+                "trained_on": self.checkpoint.info.get("trained_on", "untrained"),
+                "precision": self.precision.name,
+            })
         seconds_stitch = time.perf_counter() - stitch_start
         report = GenerationReport(
-            sampling, len(samples) / 16_000, seconds_features, seconds_stitch,
+            sampling, len(request.samples) / SAMPLE_RATE, seconds_features, seconds_stitch,
             seconds_features + sampling.seconds_total + seconds_stitch, len(starts),
             str(self.checkpoint.path or "in-memory"), self.checkpoint.trained, threads)
         motion.metadata["seconds_generation"] = round(report.seconds_total, 4)

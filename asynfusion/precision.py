@@ -15,13 +15,12 @@ it), so the bf16 instructions are read from `torch.cpu.get_capabilities()`, or /
 that is missing. `--precision bf16|fp32` (or ASYNFUSION_PRECISION) forces one.
 """
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-CHOICES = ("auto", "bf16", "fp32")
-ENV = "ASYNFUSION_PRECISION"
+from .settings import PRECISIONS, precision_request
+
 # CPU feature names (torch.cpu.get_capabilities() keys, which match /proc/cpuinfo's flags) that mean
 # bf16 matmuls run in hardware, with the name shown to the user
 CPU_BF16_FEATURES = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512_BF16", "bf16": "ARM BF16"}
@@ -72,12 +71,10 @@ def choose_precision(requested: str | None = None, device=None) -> Precision:
 
     source = "requested"
     if requested is None:
-        requested = os.environ.get(ENV, "").strip().lower() or "auto"
-        source = f"{ENV}={requested}"
-        if requested not in CHOICES:
-            raise InputError(f"{source}: choose one of {', '.join(CHOICES)}")
-    if requested not in CHOICES:
-        raise InputError(f"precision must be one of {', '.join(CHOICES)}, got {requested!r}")
+        requested = precision_request() or "auto"
+        source = f"ASYNFUSION_PRECISION={requested}"
+    if requested not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     if requested != "auto":
         return Precision(requested, source)
     device = torch.device(device or "cpu")

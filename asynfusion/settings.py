@@ -1,6 +1,7 @@
-"""The app's settings: every environment variable the demo reads, read in one place.
+"""Every environment variable the package reads, read in one place, and the app's settings.
 
     ASYNFUSION_CHECKPOINT      checkpoint folder (default: the shipped checkpoints/asynfusion)
+    ASYNFUSION_AUTOENCODER     motion autoencoder folder of `eval` (default: checkpoints/motion-autoencoder)
     ASYNFUSION_BODY            SMPL-X model file to render on (default: the free stand-in body)
     ASYNFUSION_MAX_SECONDS     longest speech accepted, seconds (60); longer audio can be cut to its start
     ASYNFUSION_QUEUE_SIZE      requests that may wait in the queue (16); more are turned away
@@ -11,9 +12,13 @@
     ASYNFUSION_WORK_DIR        where each request's files go (a folder in the system temp dir)
     ASYNFUSION_KEEP_SECONDS    request files older than this are deleted (3600)
     ASYNFUSION_MAX_UPLOAD      largest upload Gradio accepts ("50mb")
+    ASYNFUSION_DEBUG           set: unexpected errors show their traceback (the CLI)
     SPACE_ID                   set by Hugging Face Spaces; with the `spaces` package, GPU work asks ZeroGPU
+    RANK, WORLD_SIZE           set by torchrun: this process's rank and the number of training processes
+    PYOPENGL_PLATFORM          egl | osmesa: the OpenGL platform of the renderer (default: chosen by probing)
 
 Host and port are Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, read by `launch()` itself.
+The functions below read a variable when called (not at import), so a test or a caller can set it first.
 """
 
 import os
@@ -23,16 +28,79 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
-from .precision import CHOICES as PRECISIONS
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository: the shipped checkpoints/ and assets/
 CACHE_MODES = ("eager", "lazy", "off")
+PRECISIONS = ("auto", "bf16", "fp32")
+DEFAULT_MAX_SECONDS = 60.0
+
+
+def _env(name: str, environ: Mapping[str, str] | None = None) -> str:
+    return (os.environ if environ is None else environ).get(name, "").strip()
+
+
+def checkpoint_path() -> Path:
+    return Path(_env("ASYNFUSION_CHECKPOINT") or ROOT / "checkpoints" / "asynfusion")
+
+
+def autoencoder_path() -> Path:
+    return Path(_env("ASYNFUSION_AUTOENCODER") or ROOT / "checkpoints" / "motion-autoencoder")
+
+
+def body_path() -> str | None:
+    """ASYNFUSION_BODY, or None for the free stand-in body."""
+    return _env("ASYNFUSION_BODY") or None
+
+
+def max_seconds() -> float:
+    """The longest speech accepted by default (--max-seconds overrides)."""
+    return _number("ASYNFUSION_MAX_SECONDS", DEFAULT_MAX_SECONDS, float, 1.0)
+
+
+def precision_request() -> str | None:
+    """ASYNFUSION_PRECISION (checked), or None when it is not set."""
+    value = _env("ASYNFUSION_PRECISION").lower()
+    if value and value not in PRECISIONS:
+        raise InputError(f"ASYNFUSION_PRECISION={value}: choose one of {', '.join(PRECISIONS)}")
+    return value or None
+
+
+def debug() -> bool:
+    return bool(_env("ASYNFUSION_DEBUG"))
+
+
+def distributed_rank() -> int:
+    return int(_env("RANK") or 0)
+
+
+def distributed_world_size() -> int:
+    return int(_env("WORLD_SIZE") or 1)
+
+
+def gl_platform() -> str | None:
+    """PYOPENGL_PLATFORM when the user chose one."""
+    return _env("PYOPENGL_PLATFORM") or None
+
+
+def _number(name: str, fallback, kind, low, environ: Mapping[str, str] | None = None):
+    """The number in variable `name`, at least `low`; `fallback` when unset; InputError naming it otherwise."""
+    text = _env(name, environ)
+    if not text:
+        return fallback
+    try:
+        value = kind(text)
+    except ValueError:
+        raise InputError(f"{name}={text!r} is not a number") from None
+    if value < low:
+        raise InputError(f"{name}={text!r} must be at least {low}")
+    return value
 
 
 @dataclass(frozen=True)
 class Settings:
     checkpoint: str | None = None   # None: the checkpoint package default
     body: str | None = None         # None: the renderer's default body
-    max_seconds: float = 60.0
+    max_seconds: float = DEFAULT_MAX_SECONDS
     queue_size: int = 16
     cache_examples: str = "eager"   # eager: computed at launch, so the page opens with a result showing
     render_size: int = 512
@@ -49,16 +117,7 @@ class Settings:
         default = cls()
 
         def number(name: str, fallback, kind, low):
-            text = env.get(name, "").strip()
-            if not text:
-                return fallback
-            try:
-                value = kind(text)
-            except ValueError:
-                raise InputError(f"{name}={text!r} is not a number") from None
-            if value < low:
-                raise InputError(f"{name}={text!r} must be at least {low}")
-            return value
+            return _number(name, fallback, kind, low, env)
 
         def choice(name: str, fallback: str, allowed: tuple[str, ...]) -> str:
             value = env.get(name, "").strip().lower() or fallback

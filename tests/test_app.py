@@ -1,4 +1,4 @@
-"""The app's handlers (asynfusion.demo) and settings, called directly: input checks and their messages,
+"""The app's handlers (asynfusion.app.handlers) and settings, called directly: input checks and their messages,
 a generated and a compared video with honest tables, per-request folders, ZeroGPU wrapping."""
 
 import importlib.machinery
@@ -14,11 +14,12 @@ import pytest
 import soundfile
 from conftest import speech_like, tiny_config
 
-from asynfusion import demo
+from asynfusion.app import handlers
 from asynfusion.audio import SAMPLE_RATE
 from asynfusion.checkpoint import save_checkpoint, untrained_checkpoint
 from asynfusion.errors import InputError
 from asynfusion.motion import load_motion
+from asynfusion.request import Request
 from asynfusion.settings import Settings, on_space
 
 SIZE = 64
@@ -77,52 +78,58 @@ def test_settings_reject_bad_values_naming_the_variable(name, value, message):
 @pytest.mark.parametrize("audio", [None, ""])
 def test_no_audio(settings, audio):
     with pytest.raises(InputError, match="No audio: upload a file, record"):
-        demo.generate(audio, settings=settings)
+        handlers.generate(audio, settings=settings)
 
 
 def test_a_fraction_of_a_second_recording(settings, tmp_path):
     with pytest.raises(InputError, match=r"only 0\.10 s long: record or upload at least 0\.25 s"):
-        demo.generate(wav(tmp_path / "click.wav", speech_like(0.1)), settings=settings)
+        handlers.generate(wav(tmp_path / "click.wav", speech_like(0.1)), settings=settings)
 
 
 def test_silence_is_named(settings, tmp_path):
     quiet = np.random.default_rng(0).normal(0, 1e-4, 2 * SAMPLE_RATE).astype(np.float32)  # a muted microphone
     with pytest.raises(InputError, match=r"silent \(its loudest moment is -\d+ dBFS\)"):
-        demo.generate(wav(tmp_path / "silence.wav", quiet), settings=settings)
-    assert demo.loudest_dbfs(speech_like(1.0)) > demo.SILENCE_DBFS
+        handlers.generate(wav(tmp_path / "silence.wav", quiet), settings=settings)
+    assert handlers.loudest_dbfs(speech_like(1.0)) > handlers.SILENCE_DBFS
 
 
 def test_unreadable_file(settings, tmp_path):
     path = tmp_path / "notes.wav"
     path.write_bytes(b"this is not audio at all " * 40)
     with pytest.raises(InputError, match="cannot decode audio from notes.wav"):
-        demo.generate(str(path), settings=settings)
+        handlers.generate(str(path), settings=settings)
 
 
 def test_past_the_cap_is_refused_with_the_offer_then_trimmed(settings, tmp_path):
     long = wav(tmp_path / "long.wav", speech_like(5.0))
     offer = "tick 'Use only the first 4 s of longer audio'"
     with pytest.raises(InputError, match=rf"5\.0 s long, past the 4 s limit: {offer}"):
-        demo.read_speech(long, settings, trim=False, folder=tmp_path)
-    speech = demo.read_speech(long, settings, trim=True, folder=tmp_path)
+        handlers.read_speech(long, settings, trim=False, folder=tmp_path)
+    speech = handlers.read_speech(long, settings, trim=True, folder=tmp_path)
     assert speech.trimmed and speech.seconds == 4.0
     assert soundfile.info(str(speech.path)).duration == pytest.approx(4.0)  # what the video's sound is made from
 
 
 def test_steps_seed_and_speaker_checks(settings):
-    assert demo.check_steps("async-lcm", 0, None) == (4, 8)
-    assert demo.check_steps("ddim", 10, 20.0) == (10, 20)
+    def steps(*args):
+        request = Request(np.zeros(0, np.float32), *args)
+        return request.steps_expression, request.steps_gesture
+
+    assert steps("async-lcm", 0, None) == (4, 8)
+    assert steps("ddim", 10, 20.0) == (10, 20)
     with pytest.raises(InputError, match="expression steps must be 1-20 for async LCM"):
-        demo.check_steps("async-lcm", 21, 8)
+        steps("async-lcm", 21, 8)
     with pytest.raises(InputError, match="whole number"):
-        demo.check_steps("ddim", 2.5, 8)
-    with pytest.raises(InputError, match="Unknown sampler 'euler'"):
-        demo.check_steps("euler", 0, 0)
-    assert demo.check_seed(7.0) == 7
+        steps("ddim", 2.5, 8)
+    with pytest.raises(InputError, match="unknown sampler 'euler'"):
+        steps("euler", 0, 0)
+    assert Request(np.zeros(0, np.float32), seed=7.0).seed == 7
     with pytest.raises(InputError, match="seed must be a whole number"):
-        demo.check_seed(-1)
+        Request(np.zeros(0, np.float32), seed=-1)
     with pytest.raises(InputError, match="no speaker styles"):
-        demo.check_speaker(settings, 2)
+        handlers.check_speaker(settings, 2)
+    with pytest.raises(InputError, match="unknown sampler 'euler'"):  # the app's handler: one line, before any work
+        handlers.generate(None, "euler", settings=settings)
 
 
 # ----------------------------------------------------------------------------
@@ -130,7 +137,7 @@ def test_steps_seed_and_speaker_checks(settings):
 # ----------------------------------------------------------------------------
 def test_generate_gives_video_motion_timings_and_provenance(settings, speech):
     stages = []
-    result = demo.generate(speech, "async-lcm", 0, 0, seed=3, settings=settings,
+    result = handlers.generate(speech, "async-lcm", 0, 0, seed=3, settings=settings,
                            progress=lambda fraction, desc=None: stages.append((fraction, desc)))
     report = streams(result.video)
     assert "Video: h264" in report and f"{SIZE}x{SIZE}" in report and "Audio: aac" in report
@@ -151,7 +158,7 @@ def test_generate_gives_video_motion_timings_and_provenance(settings, speech):
 
 
 def test_compare_runs_every_sampler_on_the_same_speech(settings, speech):
-    result = demo.compare(speech, seed=1, baseline=True, settings=settings)
+    result = handlers.compare(speech, seed=1, baseline=True, settings=settings)
     table = result.table
     assert list(table["sampler"]) == ["DDIM", "sync LCM", "async LCM", "rule-based baseline"]
     assert list(table["steps E/G"]) == ["25/25", "8/8", "4/8", "-"]
@@ -167,8 +174,8 @@ def test_compare_runs_every_sampler_on_the_same_speech(settings, speech):
 
 
 def test_same_request_same_motion_and_own_files(settings, speech):
-    first = demo.generate(speech, "sync-lcm", seed=5, settings=settings)
-    second = demo.generate(speech, "sync-lcm", seed=5, settings=settings)
+    first = handlers.generate(speech, "sync-lcm", seed=5, settings=settings)
+    second = handlers.generate(speech, "sync-lcm", seed=5, settings=settings)
     assert os.path.dirname(first.video) != os.path.dirname(second.video)
     assert np.array_equal(load_motion(first.motion).poses, load_motion(second.motion).poses)
 
@@ -183,7 +190,7 @@ def test_old_and_failed_request_folders_are_removed(settings, speech, tmp_path):
     an_hour_ago = time.time() - settings.keep_seconds - 10
     os.utime(old, (an_hour_ago, an_hour_ago))
     with pytest.raises(InputError):
-        demo.generate(wav(tmp_path / "silence.wav", np.zeros(SAMPLE_RATE, np.float32)), settings=settings)
+        handlers.generate(wav(tmp_path / "silence.wav", np.zeros(SAMPLE_RATE, np.float32)), settings=settings)
     assert list(settings.work_dir.iterdir()) == []  # the old folder and the failed request's folder
 
 
@@ -191,19 +198,19 @@ def test_provenance_of_a_trained_checkpoint(tmp_path):
     checkpoint = untrained_checkpoint(tiny_config())
     checkpoint.info = {"trained_on": "built-in corpus (make-corpus, 2000 clips)", "description": "demo weights"}
     save_checkpoint(tmp_path / "trained", checkpoint)
-    text = demo.provenance(Settings(checkpoint=str(tmp_path / "trained")))
+    text = handlers.provenance(Settings(checkpoint=str(tmp_path / "trained")))
     assert text == "**Checkpoint** `trained`, trained on: **built-in corpus (make-corpus, 2000 clips)**. demo weights."
 
 
 def test_examples_are_short_speech_in_different_voices(settings):
-    paths = demo.example_paths()
+    paths = handlers.example_paths()
     assert len(paths) == 3 and len({os.path.basename(p).split("_", 1)[1] for p in paths}) == 3
     for path in paths:
         assert 3.0 <= soundfile.info(path).duration <= 8.0
-        assert demo.loudest_dbfs(soundfile.read(path, dtype="float32")[0]) > -20
-    assert demo.examples_cache_dir(settings).name.startswith("asynfusion-")
+        assert handlers.loudest_dbfs(soundfile.read(path, dtype="float32")[0]) > -20
+    assert handlers.examples_cache_dir(settings).name.startswith("asynfusion-")
     other = Settings(checkpoint=settings.checkpoint, render_size=2 * SIZE)
-    assert demo.examples_cache_dir(other) != demo.examples_cache_dir(settings)
+    assert handlers.examples_cache_dir(other) != handlers.examples_cache_dir(settings)
 
 
 def test_gpu_wrapping_only_on_a_space_with_spaces(monkeypatch):
@@ -213,8 +220,8 @@ def test_gpu_wrapping_only_on_a_space_with_spaces(monkeypatch):
     fake.GPU = lambda function: wrapped.append(function) or function
     monkeypatch.setitem(sys.modules, "spaces", fake)
     monkeypatch.delenv("SPACE_ID", raising=False)
-    demo._on_gpu(len)
+    handlers._on_gpu(len)
     assert wrapped == []
     monkeypatch.setenv("SPACE_ID", "someone/asynfusion")
-    demo._on_gpu(len)
+    handlers._on_gpu(len)
     assert wrapped == [len]

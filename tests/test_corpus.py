@@ -8,7 +8,7 @@ import pytest
 import soundfile
 
 from asynfusion.audio import SAMPLE_RATE, audio_features, load_audio, num_motion_frames
-from asynfusion.corpus.animate import JAW_MAX, animate
+from asynfusion.data.baseline import JAW_MAX, animate
 from asynfusion.errors import InputError
 from asynfusion.motion import ARKIT_BLENDSHAPES, GESTURE_JOINTS, JAW, JOINT, load_motion
 
@@ -20,7 +20,7 @@ def _joints(motion):
 
 
 def _upper_body_speed(motion) -> float:
-    from asynfusion.realism import statistics
+    from asynfusion.evaluation.realism import statistics
 
     return statistics(motion, None, "").upper_body_speed
 
@@ -29,7 +29,7 @@ def _upper_body_speed(motion) -> float:
 def corpus(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
-    from asynfusion.corpus.make import make_corpus
+    from asynfusion.data.corpus.make import make_corpus
 
     return make_corpus(tmp_path_factory.mktemp("corpus"), num_clips=4, seed=0, progress=False)
 
@@ -39,7 +39,7 @@ def speech_with_a_long_pause():
     """Two spoken sentences around 2 s of silence."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
-    from asynfusion.corpus.speech import Voice, assemble, synthesize
+    from asynfusion.data.corpus.speech import Voice, assemble, synthesize
 
     voice = Voice("en-US", "m3")
     phrases = [synthesize(text, voice, 170, 50, 100) for text in
@@ -93,7 +93,7 @@ def test_jaw_follows_loudness(corpus):
 
 @needs_espeak
 def test_arms_rest_in_front_of_the_body_in_a_long_pause(speech_with_a_long_pause):
-    from asynfusion.realism import positions_of
+    from asynfusion.evaluation.realism import positions_of
 
     samples = speech_with_a_long_pause
     silent = np.abs(samples) < 1e-4
@@ -157,7 +157,7 @@ def test_animate_rejects_too_short_audio():
 
 @needs_espeak
 def test_corpus_plan_and_speech_are_deterministic():
-    from asynfusion.corpus.make import plan_corpus, render_clip
+    from asynfusion.data.corpus.make import plan_corpus, render_clip
 
     first, again = plan_corpus(30, seed=7), plan_corpus(30, seed=7)
     assert first == again and plan_corpus(30, seed=8) != first
@@ -170,8 +170,8 @@ def test_corpus_plan_and_speech_are_deterministic():
 
 
 def test_missing_espeak_is_a_clear_error(monkeypatch, tmp_path):
-    from asynfusion.corpus import speech
-    from asynfusion.corpus.make import make_corpus
+    from asynfusion.data.corpus import speech
+    from asynfusion.data.corpus.make import make_corpus
 
     monkeypatch.setattr(speech.shutil, "which", lambda name: None)
     with pytest.raises(InputError, match="espeak-ng"):

@@ -5,7 +5,7 @@ import pytest
 from conftest import build_beat2_folder
 
 from asynfusion.audio import SAMPLE_RATE, audio_feature_dim
-from asynfusion.data import build_windows, expression_space, load_clips, load_windows, read_split
+from asynfusion.data.beat2 import build_windows, expression_space, load_clips, load_windows, read_split
 from asynfusion.motion import GESTURE_DIM
 
 # id -> (frames, split); BEAT2 ids put the speaker number first.

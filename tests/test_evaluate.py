@@ -7,11 +7,11 @@ import pytest
 import torch
 from conftest import build_beat2_folder, tiny_config
 
-from asynfusion import autoencoder as autoencoder_module
-from asynfusion.autoencoder import AutoencoderConfig, MotionAutoencoder, load_autoencoder, save_autoencoder
 from asynfusion.checkpoint import save_checkpoint, untrained_checkpoint
 from asynfusion.cli import main as cli_main
 from asynfusion.errors import InputError
+from asynfusion.evaluation import autoencoder as autoencoder_module
+from asynfusion.evaluation.autoencoder import AutoencoderConfig, MotionAutoencoder, load_autoencoder, save_autoencoder
 
 CLIPS = {"1_a_0_1_1": (100, "train"), "2_b_0_2_2": (90, "train"), "3_c_0_3_3": (75, "test"),
          "4_d_0_4_4": (80, "test"), "5_e_0_5_5": (70, "test"), "6_f_0_6_6": (70, "val")}
@@ -58,7 +58,7 @@ def test_autoencoder_training_lowers_the_reconstruction_error(data):
 
 def test_eval_prints_the_tables_and_writes_json(data, tmp_path, tiny_checkpoint, monkeypatch, capsys):
     model, record = autoencoder_module.train_autoencoder(data, TINY_AUTOENCODER, steps=5, batch_size=4, progress=False)
-    monkeypatch.setattr(autoencoder_module, "DEFAULT_AUTOENCODER", save_autoencoder(tmp_path / "ae", model, record))
+    monkeypatch.setenv("ASYNFUSION_AUTOENCODER", str(save_autoencoder(tmp_path / "ae", model, record)))
     save_checkpoint(tmp_path / "none", untrained_checkpoint(tiny_config(interaction="none")))
     out = tmp_path / "tables.json"
     argv = ["eval", "--data", str(data), "--checkpoint", str(tiny_checkpoint), "--ablation", str(tmp_path / "none"),
@@ -89,6 +89,5 @@ def test_eval_prints_the_tables_and_writes_json(data, tmp_path, tiny_checkpoint,
 
 def test_eval_refuses_an_autoencoder_of_another_expression_space(data, tmp_path, tiny_checkpoint, monkeypatch):
     flame = AutoencoderConfig(expression_coeffs=100, expression_space="flame", hidden=8, latent=4, window=32)
-    monkeypatch.setattr(autoencoder_module, "DEFAULT_AUTOENCODER",
-                        save_autoencoder(tmp_path / "ae", MotionAutoencoder(flame)))
+    monkeypatch.setenv("ASYNFUSION_AUTOENCODER", str(save_autoencoder(tmp_path / "ae", MotionAutoencoder(flame))))
     assert cli_main(["eval", "--data", str(data), "--checkpoint", str(tiny_checkpoint)]) == 2

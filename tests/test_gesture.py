@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from asynfusion.corpus.animate import animate
-from asynfusion.corpus.cues import minimum_jerk, speech_cues
-from asynfusion.corpus.gesture import HOME, arm_keys, plan_phrases
+from asynfusion.data.baseline import animate
+from asynfusion.data.corpus.cues import minimum_jerk, speech_cues
+from asynfusion.data.corpus.gesture import HOME, arm_keys, plan_phrases
 from asynfusion.motion import JAW, load_motion
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -28,7 +28,7 @@ def test_minimum_jerk_moves_with_a_bell_shaped_speed():
 
 @needs_espeak
 def test_espeak_reports_timed_phonemes():
-    from asynfusion.corpus.speech import Voice, speak_timed
+    from asynfusion.data.corpus.speech import Voice, speak_timed
 
     samples, phonemes = speak_timed("Maybe the big map.", Voice("en-us", "m3"), 160, 50, 100)
     names = [p.name for p in phonemes]
@@ -39,12 +39,12 @@ def test_espeak_reports_timed_phonemes():
 
 @needs_espeak
 def test_mouth_closes_on_bilabials_and_opens_on_vowels():
-    from asynfusion.corpus.face import VOWEL_OPENNESS
-    from asynfusion.corpus.speech import Voice, assemble, speak_timed
+    from asynfusion.data.corpus.face import VOWEL_OPENNESS
+    from asynfusion.data.corpus.speech import Voice, assemble, speak_timed
 
     samples, phonemes = speak_timed("Bob made a map of my big farm, mama.", Voice("en-us", "f2"), 150, 50, 100)
     clip = assemble([samples], [], lead=0.5, tail=0.5)
-    from asynfusion.corpus.phonemes import Phoneme
+    from asynfusion.data.corpus.phonemes import Phoneme
 
     shifted = [Phoneme(p.name, p.start + 0.5) for p in phonemes]
     jaw = animate(clip, seed=0, mood=0.5, phonemes=shifted).poses.reshape(-1, 55, 3)[:, JAW, 0]
@@ -61,7 +61,7 @@ def test_mouth_closes_on_bilabials_and_opens_on_vowels():
 
 @needs_espeak
 def test_strokes_land_on_stressed_syllables():
-    from asynfusion.corpus.speech import Voice, assemble, synthesize
+    from asynfusion.data.corpus.speech import Voice, assemble, synthesize
 
     voice = Voice("en-us", "m1")
     clip = assemble([synthesize(t, voice, 160, 50, 100) for t in ("Honestly, the enormous castle was amazing!",
@@ -85,7 +85,7 @@ def test_strokes_land_on_stressed_syllables():
 def test_corpus_generator_moves_like_the_capture_on_its_speech():
     """Calibration: on the real take's speech a mid-mood speaker lands in the capture's range, and
     mood spans calm to animated speakers."""
-    from asynfusion.realism import Reference
+    from asynfusion.evaluation.realism import Reference
 
     capture = load_motion(REAL / "2_scott_0_2_2.npz")
     samples, _ = soundfile.read(REAL / "2_scott_0_2_2.wav", dtype="float32")

@@ -23,7 +23,7 @@ import pytest
 import soundfile
 from conftest import speech_like
 
-from asynfusion import demo
+from asynfusion.app import handlers
 from asynfusion.audio import SAMPLE_RATE
 from asynfusion.cli import main
 from asynfusion.errors import InputError
@@ -177,7 +177,7 @@ def two_hour_header(folder: Path) -> Path:
 class Case:
     make: Callable[[Path], Path]
     cli: int | str         # frames when it works, else a regex the one-line message must match
-    app: int | str | None = None  # the same for demo.generate; None: as `cli`
+    app: int | str | None = None  # the same for handlers.generate; None: as `cli`
 
 
 CASES = {
@@ -335,7 +335,7 @@ REAL_RENDERS = ("truncated WAV (header says 3 s, 1.5 s of data)",)  # with the C
 
 
 def soundtrack_only(motions, speech, out, labels, settings, size, progress, start):
-    """demo._render without the frames: the sound track still goes from the visitor's own file through
+    """handlers._render without the frames: the sound track still goes from the visitor's own file through
     ffmpeg's AAC encoder, as in the real video, so a file that would break or stall it fails here too."""
     result = subprocess.run([FFMPEG, "-nostdin", "-v", "error", "-y", "-i", str(speech.path), "-map", "0:a:0",
                              "-c:a", "aac", "-b:a", "128k", "-f", "mp4", str(out)],
@@ -365,11 +365,11 @@ def test_app_generate(case, settings, inputs, temp, monkeypatch):
     expected = CASES[case].cli if CASES[case].app is None else CASES[case].app
     audio = CASES[case].make(inputs)
     if case not in REAL_RENDERS:
-        monkeypatch.setattr(demo, "_render", soundtrack_only)
+        monkeypatch.setattr(handlers, "_render", soundtrack_only)
     if isinstance(expected, str):
-        assert_refused(demo.generate, audio, expected.replace("^error: ", "^"), settings, temp)
+        assert_refused(handlers.generate, audio, expected.replace("^error: ", "^"), settings, temp)
         return
-    result = demo.generate(str(audio), settings=settings)
+    result = handlers.generate(str(audio), settings=settings)
     assert_motion(Path(result.motion), expected)
     values = dict(zip(result.timings["measure"], result.timings["value"]))
     assert values["audio length: seconds"] == round(expected / 30, 2)
@@ -380,8 +380,8 @@ def test_app_generate(case, settings, inputs, temp, monkeypatch):
 
 
 def test_app_trims_past_the_cap_when_asked(settings, inputs, temp, monkeypatch):
-    monkeypatch.setattr(demo, "_render", soundtrack_only)
-    result = demo.generate(str(CASES["one second past the cap"].make(inputs)), trim=True, settings=settings)
+    monkeypatch.setattr(handlers, "_render", soundtrack_only)
+    result = handlers.generate(str(CASES["one second past the cap"].make(inputs)), trim=True, settings=settings)
     assert_motion(Path(result.motion), round(CAP * 30))
     assert "(its first 4 s)" in result.note
     assert_request_kept(settings, temp, "speech.wav", Path(result.video).name, Path(result.motion).name)
@@ -390,13 +390,13 @@ def test_app_trims_past_the_cap_when_asked(settings, inputs, temp, monkeypatch):
 @pytest.mark.parametrize("case", ["mp4 video with AAC audio", "digital silence", "NaN and inf samples",
                                   "one second past the cap", "MP3-like garbage named .wav"])
 def test_app_compare(case, settings, inputs, temp, monkeypatch):
-    monkeypatch.setattr(demo, "_render", soundtrack_only)
+    monkeypatch.setattr(handlers, "_render", soundtrack_only)
     expected = CASES[case].cli if CASES[case].app is None else CASES[case].app
     audio = CASES[case].make(inputs)
     if isinstance(expected, str):
-        assert_refused(demo.compare, audio, expected.replace("^error: ", "^"), settings, temp)
+        assert_refused(handlers.compare, audio, expected.replace("^error: ", "^"), settings, temp)
         return
-    result = demo.compare(str(audio), settings=settings)
+    result = handlers.compare(str(audio), settings=settings)
     assert list(result.table["sampler"]) == ["DDIM", "sync LCM", "async LCM"]
     assert_request_kept(settings, temp, Path(result.video).name)
 
@@ -425,10 +425,10 @@ def test_a_two_hour_header_is_refused_before_decoding(checkpoint_dir, settings, 
     assert main(["generate", str(audio), "-o", str(out), "--checkpoint", str(checkpoint_dir)]) == 2  # default cap
     assert_one_line_refusal(capfd.readouterr().err, r"^error: audio is 7200\.0 s, longer than the 60 s cap")
     assert reads == [] and not out.exists()
-    assert_refused(demo.generate, audio, r"^The audio is 7200\.0 s long, past the 4 s limit", settings, temp)
+    assert_refused(handlers.generate, audio, r"^The audio is 7200\.0 s long, past the 4 s limit", settings, temp)
     assert reads == []
-    monkeypatch.setattr(demo, "_render", soundtrack_only)
-    result = demo.generate(str(audio), trim=True, settings=settings)  # the first 4 s: 1.5 s of speech, then quiet
+    monkeypatch.setattr(handlers, "_render", soundtrack_only)
+    result = handlers.generate(str(audio), trim=True, settings=settings)  # the first 4 s: 1.5 s of speech, then quiet
     assert_motion(Path(result.motion), round(CAP * 30))
     assert reads == [CAP * SAMPLE_RATE]  # only what is used was decoded
 
@@ -450,9 +450,10 @@ def test_64_seconds_of_speech_under_the_default_cap(suffix, checkpoint_dir, inpu
     assert not out.exists()
     settings = Settings(checkpoint=str(checkpoint_dir), render_size=SIZE, max_seconds=60.0,
                         work_dir=temp / "asynfusion-app", cache_examples="off")
-    assert_refused(demo.generate, audio, r"^The audio is 64\.0 s long, past the 60 s limit: tick 'Use only the first "
-                                         r"60 s of longer audio' \(trim=True in the API\)", settings, temp)
-    monkeypatch.setattr(demo, "_render", soundtrack_only)
-    result = demo.generate(str(audio), trim=True, settings=settings)
+    assert_refused(handlers.generate, audio,
+                   r"^The audio is 64\.0 s long, past the 60 s limit: tick 'Use only the first "
+                   r"60 s of longer audio' \(trim=True in the API\)", settings, temp)
+    monkeypatch.setattr(handlers, "_render", soundtrack_only)
+    result = handlers.generate(str(audio), trim=True, settings=settings)
     assert_motion(Path(result.motion), 1800)
     assert "(its first 60 s)" in result.note

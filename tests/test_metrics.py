@@ -3,8 +3,8 @@
 import numpy as np
 from conftest import speech_like
 
-from asynfusion import metrics
-from asynfusion.corpus.animate import loudness_envelope
+from asynfusion.data.baseline import loudness_envelope
+from asynfusion.evaluation import metrics
 from asynfusion.motion import JAW, JOINT, NUM_JOINTS, Motion
 
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 from conftest import randomize_zero_inits, tiny_config
 
-from asynfusion.config import INTERACTIONS
+from asynfusion.config import BRANCHES, INTERACTIONS
 from asynfusion.diffusion.schedule import NoiseSchedule
-from asynfusion.model import BRANCHES, AsynFusionModel, FeatureBuffer
+from asynfusion.model import AsynFusionModel, FeatureBuffer
 
 
 def inputs(config, batch=2, frames=16, seed=0):
@@ -91,7 +91,8 @@ def test_zero_initialized_model_predicts_the_mean_motion(prediction):
     out = AsynFusionModel(config)(x, t, audio)
     schedule = NoiseSchedule(config.num_train_timesteps)
     for b in BRANCHES:
-        x0 = schedule.predicted_x0(out[b], x[b], t[b])
+        assert torch.count_nonzero(out[b]) == 0  # the raw output, whatever it means
+        x0 = schedule.predicted_x0(schedule.velocity_from(out[b], x[b], t[b], prediction), x[b], t[b])
         if prediction == "x0":
             assert torch.allclose(x0, torch.zeros_like(x0), atol=1e-4)
         else:
@@ -99,16 +100,18 @@ def test_zero_initialized_model_predicts_the_mean_motion(prediction):
 
 
 def test_x0_prediction_round_trips_through_v():
-    """denoise() hands samplers v; recovering x0 and noise from it gives back what the network meant."""
+    """The schedule turns an x0-network's raw output into v; recovering x0 and noise from that v gives
+    back what the network meant, and a v-network's output passes through as it is."""
     config = tiny_config()
-    model = AsynFusionModel(config)
     schedule = NoiseSchedule(config.num_train_timesteps)
     x0, noise = torch.randn(3, 8, 5), torch.randn(3, 8, 5)
     t = torch.tensor([0, 500, 999])
     x_t = schedule.add_noise(x0, noise, t)
-    v = model.as_velocity(x0, x_t, t)
+    v = schedule.velocity_from(x0, x_t, t, "x0")
     assert torch.allclose(schedule.predicted_x0(v, x_t, t), x0, atol=1e-4)
     assert torch.allclose(schedule.predicted_noise(v, x_t, t)[1:], noise[1:], atol=1e-3)
+    assert torch.equal(schedule.velocity_from(v, x_t, t, "v"), v)
+
 
 
 def test_speaker_embedding_conditions_both_branches():

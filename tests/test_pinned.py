@@ -18,6 +18,7 @@ CASES = (("ddim", 6, 6, 0), ("sync-lcm", 4, 4, 1), ("async-lcm", 2, 4, 2))  # sa
 def generate_cases(tiny_config, speech_like, randomize_zero_inits) -> dict[str, np.ndarray]:
     from asynfusion.checkpoint import untrained_checkpoint
     from asynfusion.pipeline import Pipeline
+    from asynfusion.request import Request
 
     torch.set_num_threads(1)
     checkpoint = untrained_checkpoint(tiny_config(), seed=3)
@@ -26,7 +27,7 @@ def generate_cases(tiny_config, speech_like, randomize_zero_inits) -> dict[str, 
     samples = speech_like(2.5, seed=5)  # 75 frames: three overlapping windows of 32
     arrays = {}
     for sampler, steps_e, steps_g, seed in CASES:
-        motion, _ = pipeline.generate(samples, sampler, steps_e, steps_g, seed=seed, count_flops=False)
+        motion, _ = pipeline.generate(Request(samples, sampler, steps_e, steps_g, seed), count_flops=False)
         arrays[f"{sampler}/poses"] = motion.poses.astype(np.float32)
         arrays[f"{sampler}/expressions"] = motion.expressions.astype(np.float32)
     return arrays

@@ -6,6 +6,7 @@ from conftest import speech_like, tiny_config
 from asynfusion.checkpoint import load_checkpoint, save_checkpoint, untrained_checkpoint
 from asynfusion.errors import InputError
 from asynfusion.pipeline import Pipeline, blend_weights, window_starts
+from asynfusion.request import Request
 
 
 def test_checkpoint_round_trip(tmp_path, tiny_checkpoint):
@@ -41,7 +42,7 @@ def test_windows_cover_the_clip():
 @pytest.mark.parametrize("seconds", [0.6, 1.0, 7.3])
 def test_output_frame_count_is_duration_times_30(tiny_checkpoint, seconds):
     samples = speech_like(seconds)
-    motion, report = Pipeline(tiny_checkpoint).generate(samples)
+    motion, report = Pipeline(tiny_checkpoint).generate(Request(samples))
     assert motion.num_frames == round(seconds * 30)
     assert report.windows == len(window_starts(round(seconds * 30), 32, 8))
     assert np.all(np.isfinite(motion.poses))
@@ -50,9 +51,9 @@ def test_output_frame_count_is_duration_times_30(tiny_checkpoint, seconds):
 def test_same_seed_same_motion(tiny_checkpoint):
     pipeline = Pipeline(tiny_checkpoint, precision="fp32")
     samples = speech_like(3.0)
-    a, _ = pipeline.generate(samples, "async-lcm", seed=1)
-    b, _ = pipeline.generate(samples, "async-lcm", seed=1)
-    c, _ = pipeline.generate(samples, "async-lcm", seed=2)
+    a, _ = pipeline.generate(Request(samples, "async-lcm", seed=1))
+    b, _ = pipeline.generate(Request(samples, "async-lcm", seed=1))
+    c, _ = pipeline.generate(Request(samples, "async-lcm", seed=2))
     np.testing.assert_array_equal(a.poses, b.poses)
     assert not np.array_equal(a.poses, c.poses)
     assert a.metadata["sampler"] == "async-lcm" and a.metadata["seed"] == 1
@@ -61,7 +62,7 @@ def test_same_seed_same_motion(tiny_checkpoint):
 def test_stitching_leaves_no_seam(tiny_checkpoint):
     """At window boundaries the largest frame-to-frame jump stays within the clip's typical jumps."""
     pipeline = Pipeline(tiny_checkpoint, precision="fp32")
-    motion, report = pipeline.generate(speech_like(6.0), "sync-lcm", seed=0)
+    motion, report = pipeline.generate(Request(speech_like(6.0), "sync-lcm", seed=0))
     jumps = np.abs(np.diff(motion.poses, axis=0)).max(axis=1)
     assert report.windows > 3
     assert jumps.max() <= 3 * np.percentile(jumps, 99) + 1e-6

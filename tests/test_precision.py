@@ -10,6 +10,7 @@ from asynfusion.cli import build_parser, training_bf16
 from asynfusion.errors import InputError
 from asynfusion.pipeline import Pipeline
 from asynfusion.precision import choose_precision
+from asynfusion.request import Request
 from asynfusion.settings import Settings
 
 AVX2_EPYC = {"architecture": "x86_64", "avx2": True, "avx512_f": False, "avx512_bf16": False, "amx_bf16": False}
@@ -94,8 +95,8 @@ def test_every_entry_point_defaults_to_auto(cpu, monkeypatch, tiny_checkpoint):
     cpu(AVX512_BF16_ZEN4, "AVX512")
     assert Pipeline(tiny_checkpoint, device="cpu").dtype == torch.bfloat16
 
-    from asynfusion.distill import DistillConfig
-    from asynfusion.train import TrainConfig
+    from asynfusion.training.distill import DistillConfig
+    from asynfusion.training.train import TrainConfig
 
     assert TrainConfig("d", "o").bf16 and DistillConfig("d", "t", "o").bf16
     cpu(AVX2_EPYC, "AVX2")
@@ -136,11 +137,11 @@ def test_the_generation_report_says_how_many_threads_sampled(tiny_checkpoint, mo
 
     monkeypatch.setattr(pipeline, "sampling_threads", lambda: 1)
     samples = np.random.default_rng(0).normal(0, 0.1, 16_000).astype(np.float32)
-    _, report = Pipeline(tiny_checkpoint, "fp32").generate(samples, count_flops=False)
+    _, report = Pipeline(tiny_checkpoint, "fp32").generate(Request(samples), count_flops=False)
     assert report.threads == 1 and report.row()["threads"] == 1
     before = torch.get_num_threads()
     try:
-        _, report = Pipeline(tiny_checkpoint, "fp32", threads=2).generate(samples, count_flops=False)
+        _, report = Pipeline(tiny_checkpoint, "fp32", threads=2).generate(Request(samples), count_flops=False)
         assert report.threads == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -7,8 +7,8 @@ import pytest
 from conftest import speech_like
 
 from asynfusion.cli import main
+from asynfusion.evaluation.realism import Reference, jaw_depth, statistics, targets
 from asynfusion.motion import FPS, JOINT, Motion, load_motion, save_motion
-from asynfusion.realism import Reference, jaw_depth, statistics, targets
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 needs_capture = pytest.mark.skipif(not (REAL / "2_scott_0_2_2.npz").is_file(), reason="../shared/real is absent")

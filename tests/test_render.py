@@ -188,11 +188,12 @@ def test_a_beat2_capture_renders_as_an_adult_framed_like_a_generated_motion(tmp_
     from asynfusion.audio import load_audio
     from asynfusion.motion import load_motion
     from asynfusion.pipeline import Pipeline
+    from asynfusion.request import Request
 
     capture = load_motion(CAPTURE.with_suffix(".npz"))
     assert capture.betas.any() and capture.trans[:, 1].min() > 1.0 and capture.expression_space == "flame"
     speech = load_audio(CAPTURE.with_suffix(".wav"), max_seconds=math.inf)[: 20 * 16_000]
-    generated, _ = Pipeline(precision="fp32").generate(speech, count_flops=False)
+    generated, _ = Pipeline(precision="fp32").generate(Request(speech), count_flops=False)
     step = 15  # two frames a second of the whole minute
     out = tmp_path / "capture_and_generated.mp4"
     stats = render_video([every(capture, step), every(generated, step)], None, out, size=SIZE,

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from conftest import speech_like
 
-from asynfusion import metrics
+from asynfusion.evaluation import metrics
 from asynfusion.motion import JAW, NUM_JOINTS
 from asynfusion.pipeline import Pipeline, blend_weights, window_starts
+from asynfusion.request import Request
 
 FPS = 30
 # A seam may be at most twice the clip's typical big jump (the 95th percentile of the jumps away from
@@ -115,7 +116,7 @@ def shipped():
 def test_a_minute_of_generated_motion_shows_no_seams(shipped, sampler):
     pipeline, samples, features = shipped
     started = time.perf_counter()
-    motion, report = pipeline.generate(samples, sampler, seed=0, features=features)
+    motion, report = pipeline.generate(Request(samples, sampler, seed=0), features=features)
     seconds = time.perf_counter() - started
     window = min(pipeline.config.window_frames, motion.num_frames)
     starts = window_starts(motion.num_frames, window, window // 4)

@@ -11,9 +11,10 @@ import torch
 from conftest import build_beat2_folder, tiny_config
 
 from asynfusion.checkpoint import load_checkpoint
-from asynfusion.distill import DistillConfig, distill
 from asynfusion.pipeline import Pipeline
-from asynfusion.train import TrainConfig, diffusion_loss, sample_timesteps, train
+from asynfusion.request import Request
+from asynfusion.training.distill import DistillConfig, distill
+from asynfusion.training.train import TrainConfig, diffusion_loss, sample_timesteps, train
 
 CLIPS = {"1_a_0_1_1": (80, "train"), "2_b_0_2_2": (70, "train"), "3_c_0_3_3": (60, "test")}
 
@@ -38,7 +39,7 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint(data, tmp_path):
     # the trained EMA model fits its data better than a fresh one on the same noisy batch
     from asynfusion.diffusion.schedule import NoiseSchedule
     from asynfusion.model import AsynFusionModel
-    from asynfusion.train import load_training_data
+    from asynfusion.training.loop import load_training_data
 
     train_data = load_training_data(str(data), model_config, 32, 16, checkpoint.stats)
     generator = torch.Generator().manual_seed(0)
@@ -51,7 +52,7 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint(data, tmp_path):
 
 
 def test_resume_after_a_crash_matches_a_straight_run(data, tmp_path, monkeypatch):
-    import asynfusion.train as training
+    import asynfusion.training.loop as training
 
     model_config = tiny_config(expression_coeffs=100, expression_space="flame")
     straight = load_checkpoint(train(config(data, tmp_path / "straight", 6), model_config))
@@ -83,19 +84,19 @@ def free_port() -> int:
 def test_two_process_ddp_keeps_replicas_identical(data, tmp_path):
     checker = tmp_path / "check.py"
     checker.write_text(f"""
-import sys, torch, torch.distributed as dist
-sys.path.insert(0, {str(Path(__file__).parent)!r})
-from conftest import tiny_config
-import asynfusion.train as T
+import torch, torch.distributed as dist
+import asynfusion.training.loop as L
+import asynfusion.training.train as T
+from asynfusion.config import ModelConfig
 captured = {{}}
-original = T.ema_update
+original = L.ema_update
 def spy(target, source, decay):
     original(target, source, decay)
     captured['model'] = source
-T.ema_update = spy
+L.ema_update = spy
 T.train(T.TrainConfig(data={str(data)!r}, out={str(tmp_path / 'ddp')!r}, steps=3, batch_size=2, window=32,
                       stride=16, warmup=1, save_every=3, bf16=False),
-        tiny_config(expression_coeffs=100, expression_space="flame"))
+        ModelConfig(**{tiny_config(expression_coeffs=100, expression_space="flame").to_dict()!r}))
 vector = torch.cat([p.detach().flatten() for p in captured['model'].parameters()])
 torch.save(vector, {str(tmp_path)!r} + f"/rank{{dist.get_rank()}}.pt")
 """)
@@ -121,5 +122,5 @@ def test_distillation_adds_lcm_weights_the_samplers_use(data, tmp_path):
     assert checkpoint.model_for("ddim") is checkpoint.models["diffusion"]
     lcm_params = dict(checkpoint.models["lcm"].named_parameters())
     assert any(not torch.equal(p, lcm_params[n]) for n, p in checkpoint.models["diffusion"].named_parameters())
-    motion, report = Pipeline(checkpoint).generate(torch.randn(16000 * 2).numpy() * 0.1, "async-lcm")
+    motion, report = Pipeline(checkpoint).generate(Request(torch.randn(16000 * 2).numpy() * 0.1, "async-lcm"))
     assert motion.num_frames == 60 and report.sampling.nfe_expression == 4

@@ -14,7 +14,7 @@ import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from asynfusion.audio import SAMPLE_RATE  # noqa: E402
-from asynfusion.corpus.speech import Voice, assemble, synthesize  # noqa: E402
+from asynfusion.data.corpus.speech import Voice, assemble, synthesize  # noqa: E402
 
 # name -> (voice, words per minute, pitch 0-99, sentences)
 EXAMPLES = {

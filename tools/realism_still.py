@@ -23,6 +23,7 @@ from asynfusion.audio import load_audio  # noqa: E402
 from asynfusion.motion import FPS, load_motion  # noqa: E402
 from asynfusion.pipeline import Pipeline  # noqa: E402
 from asynfusion.render import render_still  # noqa: E402
+from asynfusion.request import Request  # noqa: E402
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
 
     capture = load_motion(args.capture)
     samples = load_audio(args.audio, max_seconds=capture.num_frames / FPS + 5)
-    generated, _ = Pipeline(args.checkpoint).generate(samples, args.sampler, seed=0, count_flops=False)
+    generated, _ = Pipeline(args.checkpoint).generate(Request(samples, args.sampler, seed=0), count_flops=False)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name, motion in (("capture", capture), (f"{args.sampler}, seed 0", generated)):

@@ -8,9 +8,11 @@ spread over the ticks so that both step on the first and the last one:
 
 On a tick where a branch does not step it is not computed at all; the other branch's interaction
 layers read its latest block features from the FeatureBuffer. The work is 4 C_E + 8 C_G rather than
-8 (C_E + C_G). Each run reports network evaluations (NFE), seconds and GFLOPs per branch.
+8 (C_E + C_G). Each run reports network evaluations (NFE), seconds and GFLOPs per branch; the samplers
+themselves (names, rules, default steps, weights) are data in registry.py.
 """
 
+import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -18,19 +20,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..model import BRANCHES, AsynFusionModel, FeatureBuffer
+from ..config import BRANCHES
+from ..model import AsynFusionModel, FeatureBuffer
+from .registry import LCM_SOLVER_STEPS, SamplerSpec, get_sampler
 from .schedule import NoiseSchedule, ddim_step, ddim_timesteps, lcm_step, lcm_timesteps, previous_timesteps
-
-# name -> (step rule, default expression steps, default gesture steps)
-SAMPLERS = {
-    "ddim": ("ddim", 25, 25),
-    "sync-lcm": ("lcm", 8, 8),
-    "async-lcm": ("lcm", 4, 8),
-}
-# Each branch's DDIM-solver grid of distillation; its LCM steps are spread over that grid. The
-# expression grid is coarser (skipping step 50) because it is distilled for 4 steps, the gesture grid
-# (skipping step 25) for 8.
-LCM_SOLVER_STEPS = {"expression": 20, "gesture": 40}
 
 
 @dataclass
@@ -70,29 +63,62 @@ def branch_timesteps(rule: str, branch: str, steps: int, num_train_timesteps: in
     return lcm_timesteps(steps, LCM_SOLVER_STEPS[branch], num_train_timesteps)
 
 
-class _BranchClock:
-    """Wall time per branch: CPU torch ops are synchronous, so perf_counter around them is exact."""
+class BranchTimer:
+    """Wall time per branch, measured around each module a branch runs (forward hooks), so the network
+    carries no clock. CPU torch ops are synchronous, so perf_counter around them is exact; on a GPU,
+    whose work is queued, each measurement first waits for the device, or it would time kernel launches.
+    Only the sampling thread's calls count: another request on the same model is not this run's time."""
 
-    def __init__(self):
+    def __init__(self, model: AsynFusionModel, device: torch.device):
         self.seconds = dict.fromkeys(BRANCHES, 0.0)
+        self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self._thread = threading.get_ident()
+        self._started: dict[int, float] = {}
+        self._handles = []
+        for branch in BRANCHES:
+            for module in model.branch_modules(branch):
+                self._handles.append(module.register_forward_pre_hook(self._start))
+                self._handles.append(module.register_forward_hook(self._stop(branch)))
+
+    def _start(self, module, inputs) -> None:
+        if threading.get_ident() == self._thread:
+            self._sync()
+            self._started[id(module)] = time.perf_counter()
+
+    def _stop(self, branch: str):
+        def hook(module, inputs, output) -> None:
+            if threading.get_ident() == self._thread:
+                self._sync()
+                self.seconds[branch] += time.perf_counter() - self._started.pop(id(module))
+        return hook
+
+    def add(self, branch: str, since: float) -> None:
+        """Count the time since `since` (a perf_counter reading) to `branch`: its step's arithmetic."""
+        self._sync()
+        self.seconds[branch] += time.perf_counter() - since
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
 
 
 @torch.inference_mode()
 def sample(
     model: AsynFusionModel,
     audio: torch.Tensor,
-    sampler: str = "async-lcm",
-    steps_expression: int | None = None,
-    steps_gesture: int | None = None,
+    spec: SamplerSpec | str,
+    steps: dict[str, int] | None = None,
     draw_noise: Callable[[str, int], torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
     speaker: torch.Tensor | None = None,
     dtype: torch.dtype = torch.float32,
     count_flops: bool = True,
 ) -> tuple[dict[str, torch.Tensor], SampleStats]:
-    """Generate normalized motion features for a batch of windows.
+    """Generate normalized motion features for a batch of windows with one sampler of the registry
+    (its SamplerSpec, or its name).
 
     audio: (B, N, audio_dim) normalized audio features.
+    steps: steps per branch (default: the sampler's own); checked by SamplerSpec.steps.
     draw_noise(branch, k): the noise for step k of a branch (k = 0 is the starting x_T), shape
         (B, N, D_branch); by default drawn from `generator`. The pipeline passes noise shared by
         overlapping windows so they start alike.
@@ -100,11 +126,9 @@ def sample(
         cached; the first count costs about a second, so a one-shot command line run skips it).
     Returns ({"expression": (B, N, D_E), "gesture": (B, N, D_G)}, SampleStats).
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-    rule, default_e, default_g = SAMPLERS[sampler]
-    steps = {"expression": steps_expression or default_e, "gesture": steps_gesture or default_g}
-    stats = SampleStats(sampler, steps["expression"], steps["gesture"])
+    spec = get_sampler(spec) if isinstance(spec, str) else spec
+    steps = spec.steps((steps or {}).get("expression"), (steps or {}).get("gesture"))
+    stats = SampleStats(spec.name, steps["expression"], steps["gesture"])
     config = model.config
     schedule = NoiseSchedule(config.num_train_timesteps)
     batch, frames, _ = audio.shape
@@ -114,7 +138,7 @@ def sample(
         def draw_noise(branch, k):  # drawn on the CPU: the same seed gives the same motion on any device
             return torch.randn(batch, frames, dims[branch], generator=generator)
 
-    timesteps = {b: branch_timesteps(rule, b, steps[b], config.num_train_timesteps) for b in BRANCHES}
+    timesteps = {b: branch_timesteps(spec.rule, b, steps[b], config.num_train_timesteps) for b in BRANCHES}
     previous = {b: previous_timesteps(timesteps[b]) for b in BRANCHES}
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
 
@@ -125,27 +149,30 @@ def sample(
     x = {b: draw_noise(b, 0).to(device) for b in BRANCHES}
     done = dict.fromkeys(BRANCHES, 0)  # steps taken per branch
     buffer = FeatureBuffer()
-    clock = _BranchClock()
-    for active in tick_plan(steps["expression"], steps["gesture"]):
-        t = {b: torch.full((batch,), timesteps[b][done[b]], dtype=torch.long, device=device) for b in active}
-        with autocast:
-            v = model.denoise({b: x[b] for b in active}, t, audio_features, speaker, buffer, clock.seconds)
-        for b in active:
-            step_start = time.perf_counter()
-            t_now, t_prev = timesteps[b][done[b]], previous[b][done[b]]
-            out = v[b].float()
-            if rule == "ddim":
-                x[b], _ = ddim_step(schedule, out, t_now, t_prev, x[b])
-            else:
-                noise = draw_noise(b, done[b] + 1).to(device) if t_prev >= 0 else None
-                x[b], _ = lcm_step(schedule, out, t_now, t_prev, x[b], noise)
-            done[b] += 1
-            clock.seconds[b] += time.perf_counter() - step_start
+    timer = BranchTimer(model, device)
+    try:
+        for active in tick_plan(steps["expression"], steps["gesture"]):
+            t = {b: torch.full((batch,), timesteps[b][done[b]], dtype=torch.long, device=device) for b in active}
+            with autocast:
+                output = model.denoise({b: x[b] for b in active}, t, audio_features, speaker, buffer)
+            for b in active:
+                step_start = time.perf_counter()
+                t_now, t_prev = timesteps[b][done[b]], previous[b][done[b]]
+                v = schedule.velocity_from(output[b], x[b], t[b], config.prediction)
+                if spec.rule == "ddim":
+                    x[b], _ = ddim_step(schedule, v, t_now, t_prev, x[b])
+                else:
+                    noise = draw_noise(b, done[b] + 1).to(device) if t_prev >= 0 else None
+                    x[b], _ = lcm_step(schedule, v, t_now, t_prev, x[b], noise)
+                done[b] += 1
+                timer.add(b, step_start)
+    finally:
+        timer.close()
     if device.type == "cuda":  # GPU work is asynchronous: wait for it before reading the clock
         torch.cuda.synchronize(device)
     stats.seconds_total = time.perf_counter() - start
     stats.nfe_expression, stats.nfe_gesture = done["expression"], done["gesture"]
-    stats.seconds_expression, stats.seconds_gesture = clock.seconds["expression"], clock.seconds["gesture"]
+    stats.seconds_expression, stats.seconds_gesture = timer.seconds["expression"], timer.seconds["gesture"]
     if not count_flops:
         return x, stats
     flops = evaluation_gflops(model, audio, speaker)

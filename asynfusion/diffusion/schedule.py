@@ -2,8 +2,9 @@
 
 Notation (code -> paper):
     alpha_bar[t]   \\bar{alpha}_t of eq. 1, cosine schedule over num_train_timesteps
-    v              what `denoise` returns, v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (converted from
-                   the network's x0 prediction, see model.py)
+    output         the network's raw prediction: x0 or v, as the checkpoint's `prediction` field says
+    v              v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0, what every step works from
+                   (`velocity_from` turns any output into it: one interface for every step rule)
     x0, eps        clean motion and noise, both recovered from v (predicted_x0 / predicted_noise)
     c_skip, c_out  LCM boundary scalings: f(x_t, t) = c_skip(t) x_t + c_out(t) x0_hat (eq. 2, 7)
 
@@ -49,6 +50,14 @@ class NoiseSchedule:
         """The training target v for (x0, noise) at t."""
         a = self._expand(self.alpha_bar_at(t), x0)
         return a.sqrt() * noise - (1 - a).sqrt() * x0
+
+    def velocity_from(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction: str) -> torch.Tensor:
+        """The v of a raw network output (float32): itself for a v-network; for an x0-network the v that
+        predicts that x0 from x_t at t, v = (sqrt(a) x_t - x0) / sqrt(1 - a)."""
+        if prediction == "v":
+            return output.float()
+        a = self.alpha_bar.to(t.device)[t].reshape(-1, 1, 1)
+        return (a.sqrt() * x_t.float() - output.float()) / (1 - a).sqrt()
 
     def predicted_x0(self, v: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         a = self._expand(self.alpha_bar_at(t), x_t)

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .diffusion.sampler import LCM_SOLVER_STEPS
-from .diffusion.schedule import NoiseSchedule, consistency_output, ddim_step, solver_grid
-from .model import BRANCHES
-from .precision import bf16_by_default
-from .train import distributed, learning_rate, load_state, load_training_data, optimize, progress_bar, save_state
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..config import BRANCHES
+from ..diffusion.registry import LCM_SOLVER_STEPS
+from ..diffusion.schedule import NoiseSchedule, consistency_output, ddim_step, solver_grid
+from ..precision import bf16_by_default
+from .loop import distributed, learning_rate, load_state, load_training_data, optimize, progress_bar, save_state
 
 
 @dataclass
@@ -68,6 +68,9 @@ def distill(config: DistillConfig) -> Path:
     network = torch.nn.parallel.DistributedDataParallel(student) if world > 1 else student
     schedule = NoiseSchedule(model_config.num_train_timesteps)
     pairs = {b: grid_pairs(LCM_SOLVER_STEPS[b], model_config.num_train_timesteps) for b in BRANCHES}
+    def velocities(output, x, t):  # the networks' raw predictions as v (schedule.py)
+        return {b: schedule.velocity_from(output[b], x[b], t[b], model_config.prediction) for b in BRANCHES}
+
     bar = progress_bar(config.steps, start, rank == 0, "distill")
     started = time.perf_counter()
     for step in range(start, config.steps):
@@ -81,18 +84,18 @@ def distill(config: DistillConfig) -> Path:
             x_t[b] = schedule.add_noise(x0[b], torch.randn(x0[b].shape, generator=generator), t[b])
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             # 1. the teacher's DDIM step t -> s (the ODE solver), both branches at their own t
-            v_teacher = teacher(x_t, t, audio, speaker)
-            x_s = {b: ddim_step(schedule, v_teacher[b].float(), t[b], s[b], x_t[b])[0] for b in BRANCHES}
+            v_teacher = velocities(teacher(x_t, t, audio, speaker), x_t, t)
+            x_s = {b: ddim_step(schedule, v_teacher[b], t[b], s[b], x_t[b])[0] for b in BRANCHES}
             # 2. the target network's consistency output at s
-            v_target = target(x_s, {b: s[b].clamp(min=0) for b in BRANCHES}, audio, speaker)
-            goal = {b: consistency_output(schedule, v_target[b].float(), s[b].clamp(min=0), x_s[b])
-                    for b in BRANCHES}
+            s_clean = {b: s[b].clamp(min=0) for b in BRANCHES}
+            v_target = velocities(target(x_s, s_clean, audio, speaker), x_s, s_clean)
+            goal = {b: consistency_output(schedule, v_target[b], s_clean[b], x_s[b]) for b in BRANCHES}
             # at s = -1 the consistency function is the identity on the clean sample
             goal = {b: torch.where((s[b] < 0).view(-1, 1, 1), x_s[b], goal[b]) for b in BRANCHES}
         # 3. the student's consistency output at t, pulled towards it
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            v_student = network(x_t, t, audio, speaker)
-        losses = {b: F.huber_loss(consistency_output(schedule, v_student[b].float(), t[b], x_t[b]), goal[b],
+            v_student = velocities(network(x_t, t, audio, speaker), x_t, t)
+        losses = {b: F.huber_loss(consistency_output(schedule, v_student[b], t[b], x_t[b]), goal[b],
                                   delta=1.0) for b in BRANCHES}
         optimize(sum(losses.values()), student, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
                  target, config.target_decay)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import audio_features, load_audio, num_motion_frames
-from .errors import InputError
-from .motion import Motion, load_motion, motion_to_features
+from ..audio import audio_features, load_audio, num_motion_frames
+from ..errors import InputError
+from ..motion import Motion, load_motion, motion_to_features
 
 CACHE_VERSION = 1  # bump when window contents change, so stale caches are not reused
 

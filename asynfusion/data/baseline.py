@@ -26,10 +26,10 @@ from scipy.ndimage import gaussian_filter1d
 from ..audio import SAMPLE_RATE, num_motion_frames
 from ..errors import InputError
 from ..motion import NUM_EXPRESSIONS, NUM_JOINTS, Motion
-from .cues import loudness_envelope, speech_cues
-from .face import JAW_MAX, animate_face
-from .gesture import HOME, animate_body
-from .phonemes import Phoneme
+from .corpus.cues import loudness_envelope, speech_cues
+from .corpus.face import JAW_MAX, animate_face
+from .corpus.gesture import HOME, animate_body
+from .corpus.phonemes import Phoneme
 
 __all__ = ["HOME", "JAW_MAX", "animate", "loudness_envelope"]
 

@@ -3,8 +3,8 @@
     Table 1  ground truth, the rule-based baseline and each sampler of the checkpoint:
              FMD / FED / FGD, BA, Div, lip-sync, calm in pauses (jaw, arms), face-body coherence
     Table 2  the interaction ablation: the checkpoint and each --ablation checkpoint (rows named by
-             their config.interaction), async LCM when all have distilled weights, else DDIM
-    Table 3  DDIM 25/25, sync LCM 8/8, async LCM 4/8: generation seconds summed over clips, and FMD
+             their config.interaction), with the default sampler when all have its weights
+    Table 3  every sampler of the registry: generation seconds summed over clips, and FMD
     Seeds    a few clips generated with two seeds: how far the gestures differ, and the lip-sync of each
 
 Every generated clip is compared with the ground truth of the same clips (metrics.py); Fréchet
@@ -21,19 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
+from ..data.baseline import animate, loudness_envelope
+from ..data.beat2 import Clip, expression_space, load_clips
+from ..diffusion.registry import DEFAULT_SAMPLER, SAMPLERS, best_available
+from ..errors import InputError
+from ..motion import GESTURE_JOINTS, UPPER_BODY_JOINTS, Motion
 from . import metrics
 from .autoencoder import MotionAutoencoder, load_autoencoder
-from .corpus.animate import animate, loudness_envelope
-from .data import Clip, expression_space, load_clips
-from .errors import InputError
-from .motion import GESTURE_JOINTS, UPPER_BODY_JOINTS, Motion
 
 SPLIT = "test"
 SEEDS = (0, 1)          # the seed-variety check generates each of its clips with both
 SEED_CLIPS = 3          # ... on this many clips
 BASELINE_SEED = 1_000_000  # the corpus animated clip i with seed i (corpus/make.py): the baseline must not replay it
 DIV_WINDOW = 64         # frames per window of the diversity measure
-TABLE3_SAMPLERS = ("ddim", "sync-lcm", "async-lcm")
 
 
 @dataclass
@@ -134,15 +135,16 @@ class Generator:
     """A checkpoint's pipeline with its audio features computed once per clip, reused by every sampler and seed."""
 
     def __init__(self, checkpoint, clips: list[Clip]):
-        from .pipeline import Pipeline
+        from ..pipeline import Pipeline
+        from ..request import Request
 
         self.pipeline = Pipeline(checkpoint)
         self.clips = clips
         self.features = [self.pipeline.features(clip.samples) for clip in clips]
         self.cache: dict[tuple[str, int], Method] = {}
-        warm_up = clips[0].samples[:16_000]  # first calls pay one-off setup: keep it out of Table 3's timings
-        for sampler in TABLE3_SAMPLERS:
-            self.pipeline.generate(warm_up, sampler)
+        warm_up = clips[0].samples[:SAMPLE_RATE]  # first calls pay one-off setup: keep it out of Table 3's timings
+        for sampler in SAMPLERS:
+            self.pipeline.generate(Request(warm_up, sampler))
 
     @property
     def label(self) -> str:
@@ -157,8 +159,10 @@ class Generator:
         if cached is not None and len(cached.motions) >= count:
             return Method(cached.name, cached.motions[:count], cached.clip_seconds[:count], cached.info)
         motions, seconds, info = [], [], {}
+        from ..request import Request
+
         for clip, features in _progress(list(zip(self.clips, self.features))[:count], f"{sampler} seed {seed}"):
-            motion, report = self.pipeline.generate(clip.samples, sampler, seed=seed, features=features)
+            motion, report = self.pipeline.generate(Request(clip.samples, sampler, seed=seed), features=features)
             motions.append(motion)
             seconds.append(report.seconds_total)
             info = {"steps_expression": report.sampling.steps_expression,
@@ -180,14 +184,15 @@ def _progress(items, description: str):
 def evaluate(data: str, checkpoint: str | None = None, ablations: list[str] = (), num_clips: int = 0,
              autoencoder: str | None = None) -> dict:
     """All tables as one JSON-ready dict; `num_clips` > 0 keeps the first clips of the held-out split."""
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     start = time.perf_counter()
     space = expression_space(data)
     encoder = load_autoencoder(autoencoder)
     if encoder.config.expression_space != space:
         raise InputError(f"the motion autoencoder was trained on '{encoder.config.expression_space}' expressions, "
-                         f"{data} has '{space}': train one on it (python -m asynfusion.autoencoder --data {data})")
+                         f"{data} has '{space}': train one on it "
+                         f"(python -m asynfusion.evaluation.autoencoder --data {data})")
     clips = load_clips(data, SPLIT)
     clips = clips[:num_clips] if num_clips > 0 else clips
     if not clips:
@@ -202,14 +207,14 @@ def evaluate(data: str, checkpoint: str | None = None, ablations: list[str] = ()
 
     # Table 1 (and the timings of Table 3)
     truth = Method("ground truth", [clip.motion for clip in clips])
-    sampled = [first.generate(sampler) for sampler in TABLE3_SAMPLERS]
+    sampled = [first.generate(sampler) for sampler in SAMPLERS]
     table1 = [{"method": truth.name, **score(truth.motions, reference, encoder, distances=False)}]
     for method in [rule_based(clips), *sampled]:
         table1.append({"method": method.name, **score(method.motions, reference, encoder)})
     fmd = {row["method"]: row["fmd"] for row in table1}
 
     # Table 2: one sampler for every variant, the best all of them can run
-    sampler = "async-lcm" if all("lcm" in c.models for c in checkpoints) else "ddim"
+    sampler = best_available(set.intersection(*(set(c.models) for c in checkpoints)))
     table2 = []
     for loaded, generator in zip(checkpoints, [first, *(Generator(c, clips) for c in checkpoints[1:])]):
         method = generator.generate(sampler)
@@ -225,7 +230,7 @@ def evaluate(data: str, checkpoint: str | None = None, ablations: list[str] = ()
 
     # Gesture variety across seeds, lips in sync with each
     count = min(SEED_CLIPS, len(clips))
-    runs = [first.generate("async-lcm", seed, count) for seed in SEEDS]
+    runs = [first.generate(DEFAULT_SAMPLER, seed, count) for seed in SEEDS]
     seeds = []
     for i in range(count):
         gestures = [metrics.joint_positions(run.motions[i].poses)[:, GESTURE_JOINTS] for run in runs]
@@ -235,7 +240,7 @@ def evaluate(data: str, checkpoint: str | None = None, ablations: list[str] = ()
                          for seed, run in zip(SEEDS, runs)}})
 
     return {"data": str(data), "split": SPLIT, "clips": [clip.id for clip in clips],
-            "audio_seconds": round(sum(len(clip.samples) for clip in clips) / 16_000, 2),
+            "audio_seconds": round(sum(len(clip.samples) for clip in clips) / SAMPLE_RATE, 2),
             "checkpoint": first.label, "trained": checkpoints[0].trained,
             "autoencoder": str(encoder.info.get("trained_on", "?")), "table1": table1, "table2": table2,
             "table3": table3, "seeds": seeds, "ablation_sampler": sampler,
@@ -280,7 +285,8 @@ def format_tables(report: dict) -> str:
                      r["seconds_per_clip"], r["fmd"]] for r in report["table3"]]), ""]
     seeds = report["seeds"]
     means = ["mean", *(float(np.mean([s[k] for s in seeds])) for k in list(seeds[0])[1:])] if seeds else []
-    out += [f"### Seeds {SEEDS[0]} vs {SEEDS[1]} (async LCM): gestures differ, lips stay in sync", "",
+    label = SAMPLERS[DEFAULT_SAMPLER].label
+    out += [f"### Seeds {SEEDS[0]} vs {SEEDS[1]} ({label}): gestures differ, lips stay in sync", "",
             _table(["clip", "gesture L1 between seeds", *(f"lip-sync seed {s}" for s in SEEDS)],
                    [list(s.values()) for s in seeds] + ([means] if seeds else [])), ""]
     out.append(f"eval wall time: {report['wall_seconds']:.1f} s")

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
-from .audio import SAMPLE_RATE
-from .errors import InputError
+from ..audio import SAMPLE_RATE
+from ..errors import InputError
+from ..motion import FPS, JOINT, NUM_JOINTS, UPPER_BODY_JOINTS, Motion
 from .metrics import SPEECH_LOUDNESS, frechet_distance, jaw_opening, joint_positions
-from .motion import FPS, JOINT, NUM_JOINTS, UPPER_BODY_JOINTS, Motion
 
 WINDOW, STRIDE = 64, 16
 WRISTS = [JOINT["left_wrist"], JOINT["right_wrist"]]
@@ -114,7 +114,7 @@ class Reference:
     """A capture and what every row is measured against: its speech mask, window features and the still pose."""
 
     def __init__(self, capture: Motion, samples: np.ndarray | None):
-        from .corpus.animate import loudness_envelope
+        from ..data.baseline import loudness_envelope
 
         self.capture = capture
         self.speech = None if samples is None else loudness_envelope(samples, capture.num_frames) > SPEECH_LOUDNESS
@@ -195,8 +195,8 @@ def realism_report(reference: Reference, motions: list[tuple[str, Motion]]) -> d
 
 def main(args) -> None:
     """`asynfusion realism`: the table for motion files and, optionally, freshly generated motions."""
-    from .audio import load_audio
-    from .motion import load_motion
+    from ..audio import load_audio
+    from ..motion import load_motion
 
     capture = load_motion(args.reference)
     samples = load_audio(args.audio, max_seconds=max(600.0, capture.num_frames / FPS + 1)) if args.audio else None
@@ -218,15 +218,17 @@ def generated_motions(samples: np.ndarray, args) -> list[tuple[str, Motion]]:
     """The checkpoint's samplers (seed args.seed) and the rule-based generator on the capture's speech."""
     motions = []
     if args.samplers:
-        from .pipeline import Pipeline
+        from ..pipeline import Pipeline
+        from ..request import Request
 
         pipeline = Pipeline(args.checkpoint, args.precision)
         features = pipeline.features(samples)
         for sampler in args.samplers:
-            motion, _ = pipeline.generate(samples, sampler, seed=args.seed, features=features, count_flops=False)
+            motion, _ = pipeline.generate(Request(samples, sampler, seed=args.seed), features=features,
+                                          count_flops=False)
             motions.append((f"{sampler}, seed {args.seed}", motion))
     for mood in args.baseline or []:
-        from .corpus.animate import animate
+        from ..data.baseline import animate
 
         motions.append((f"rule-based, mood {mood:g}", animate(samples, seed=args.seed, mood=mood)))
     return motions

@@ -20,7 +20,7 @@ from scipy.signal import argrelextrema
 from scipy.spatial.distance import pdist
 from scipy.spatial.transform import Rotation
 
-from .motion import ARKIT_BLENDSHAPES, FPS, JAW, JOINT, NUM_JOINTS, Motion
+from ..motion import ARKIT_BLENDSHAPES, FPS, JAW, JOINT, NUM_JOINTS, Motion
 
 BA_SIGMA = 0.3         # seconds: EMAGE's tolerance between an onset and a motion beat
 BA_ORDER = 7           # frames each side a speed minimum must undercut (EMAGE's argrelextrema order)
@@ -78,7 +78,7 @@ def l1_diversity(windows: np.ndarray) -> float:
 @functools.lru_cache(maxsize=1)
 def rest_skeleton() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(parents (55,), rest offsets from the parent (55, 3), hand mean pose (165,)) of the stand-in body."""
-    from .render.body import BUNDLED_BODY
+    from ..render.body import BUNDLED_BODY
 
     with np.load(BUNDLED_BODY, allow_pickle=False) as body:
         parents = body["kintree_table"][0].astype(np.int64)

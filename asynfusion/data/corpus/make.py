@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..motion import save_motion
-from .animate import animate
+from ...audio import SAMPLE_RATE
+from ...motion import save_motion
+from ..baseline import animate
 from .phonemes import Phoneme
 from .speech import SentenceGenerator, Voice, assemble, augment, available_voices, phrase_starts, speak_timed
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..errors import InputError
+from ...audio import SAMPLE_RATE
+from ...errors import InputError
 from .phonemes import Phoneme, speak
 
 # espeak-ng variants that sound like a person speaking (no whisper, robot or novelty voices).

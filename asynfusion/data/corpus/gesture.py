@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from ..motion import FPS, JOINT
+from ...motion import FPS, JOINT
 from .cues import SpeechCues, fill_gaps, minimum_jerk, pick_beats, pulses, runs, slow_noise
 
 STROKE_GAIN = 1.8

@@ -19,27 +19,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .audio import MIN_SECONDS, SAMPLE_RATE, AudioTooLong, AudioTooShort, load_audio
-from .errors import InputError
-from .settings import Settings, on_space
+from ..audio import MIN_SECONDS, SAMPLE_RATE, AudioTooLong, AudioTooShort, load_audio
+from ..diffusion.registry import DEFAULT_SAMPLER, SAMPLERS
+from ..errors import InputError
+from ..request import MAX_SEED, Request, check_whole
+from ..settings import Settings, on_space
+from . import texts
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
-PAPER_URL = "https://arxiv.org/abs/2505.15058"
-SAMPLER_NAMES = {"ddim": "DDIM", "sync-lcm": "sync LCM", "async-lcm": "async LCM"}
-COMPARED = ("ddim", "sync-lcm", "async-lcm")  # each at its paper step counts: 25/25, 8/8, 4/8
-BASELINE = "rule-based"
-TIMING_COLUMNS = ["measure", "value"]
-COMPARE_COLUMNS = ["sampler", "steps E/G", "NFE E", "NFE G", "seconds E", "seconds G", "seconds total", "GFLOPs",
-                   "real-time factor", "speed-up vs DDIM"]
-CHART_ORDER = ["DDIM 25/25", "sync LCM 8/8", "async LCM 4/8", "rule-based baseline"]  # the bar chart's x order
-MAX_DDIM_STEPS = 100
-MAX_SEED = 2**31 - 1
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "examples"
 SILENCE_DBFS = -50.0  # the loudest 20 ms of speech is far above this; a muted microphone stays below
 
 Progress = Callable[..., object]  # progress(fraction, desc=text); a gr.Progress fits
@@ -59,7 +52,7 @@ _RENDER_LOCK = threading.Lock()
 
 def load_pipeline(settings: Settings):
     """The Pipeline for these settings, loaded on first use and kept."""
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     key = (settings.checkpoint, settings.precision)
     with _PIPELINE_LOCK:
@@ -81,9 +74,8 @@ def _on_gpu(function):
 
 
 @_on_gpu
-def _sample(settings: Settings, samples: np.ndarray, features: np.ndarray, sampler: str, steps: tuple[int, int],
-            seed: int, speaker: int):
-    return load_pipeline(settings).generate(samples, sampler, *steps, seed=seed, speaker=speaker, features=features)
+def _sample(settings: Settings, request: Request, features: np.ndarray):
+    return load_pipeline(settings).generate(request, features=features)
 
 
 # ----------------------------------------------------------------------------
@@ -107,11 +99,6 @@ def loudest_dbfs(samples: np.ndarray, window: int = SAMPLE_RATE // 50) -> float:
     return 20 * math.log10(max(rms, 1e-10))
 
 
-def trim_label(cap: float) -> str:
-    """The checkbox that cuts long audio to the cap (the refusal message names it)."""
-    return f"Use only the first {cap:g} s of longer audio"
-
-
 def read_speech(audio_path: str | Path | None, settings: Settings, trim: bool, folder: Path) -> Speech:
     """Load and check the visitor's audio: present, decodable, long enough, within the cap (or cut to
     it when `trim`), not silent."""
@@ -125,7 +112,7 @@ def read_speech(audio_path: str | Path | None, settings: Settings, trim: bool, f
     except AudioTooLong as error:
         if not trim:
             length = f"is {error.seconds:.1f} s long," if error.seconds is not None else "runs"
-            raise InputError(f"The audio {length} past the {cap:g} s limit: tick '{trim_label(cap)}' "
+            raise InputError(f"The audio {length} past the {cap:g} s limit: tick '{texts.trim_label(cap)}' "
                              "(trim=True in the API), or upload a shorter clip.") from None
         samples = load_audio(path, max_seconds=cap, trim=True)[: int(cap * SAMPLE_RATE)]  # decodes the start only
         trimmed = True
@@ -144,34 +131,6 @@ def read_speech(audio_path: str | Path | None, settings: Settings, trim: bool, f
     return Speech(samples, path, trimmed)
 
 
-def check_steps(sampler: str, steps_expression: float | None, steps_gesture: float | None) -> tuple[int, int]:
-    """Steps per branch; 0 or empty means the sampler's own (25/25, 8/8, 4/8)."""
-    from .diffusion.sampler import LCM_SOLVER_STEPS, SAMPLERS
-
-    if sampler not in SAMPLERS:
-        raise InputError(f"Unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}.")
-    rule, *defaults = SAMPLERS[sampler]
-    steps = []
-    for branch, value, default in zip(("expression", "gesture"), (steps_expression, steps_gesture), defaults):
-        value = 0 if value is None else value
-        if value != int(value):
-            raise InputError(f"{branch} steps must be a whole number, got {value}")
-        value = int(value) or default
-        limit = LCM_SOLVER_STEPS[branch] if rule == "lcm" else MAX_DDIM_STEPS
-        if not 1 <= value <= limit:
-            raise InputError(f"{branch} steps must be 1-{limit} for {SAMPLER_NAMES[sampler]} "
-                             f"(0 = its default, {default}), got {value}")
-        steps.append(value)
-    return steps[0], steps[1]
-
-
-def check_seed(seed: float | None) -> int:
-    seed = 0 if seed is None else seed
-    if seed != int(seed) or not 0 <= seed <= MAX_SEED:
-        raise InputError(f"The seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
-    return int(seed)
-
-
 def speaker_count(settings: Settings) -> int:
     """Speaker styles the checkpoint learned (0: none to choose from)."""
     return load_pipeline(settings).config.num_speakers
@@ -179,7 +138,7 @@ def speaker_count(settings: Settings) -> int:
 
 def check_speaker(settings: Settings, speaker: float | None) -> int:
     count = speaker_count(settings)
-    speaker = int(speaker or 0)
+    speaker = check_whole(speaker, "The speaker", 0, MAX_SEED)
     if speaker and not 0 <= speaker < count:
         limit = f"0-{count - 1}" if count else "0 (this checkpoint has no speaker styles)"
         raise InputError(f"The speaker must be {limit}, got {speaker}")
@@ -231,7 +190,7 @@ def release_memory() -> None:
 def _render(motions, speech: Speech, out: Path, labels: list[str], settings: Settings, size: int,
             progress: Progress, start: float) -> dict:
     """Render under the lock; progress runs from `start` to 1 over the frames."""
-    from .render import render_video
+    from ..render import render_video
 
     def frame_done(done: int, total: int) -> None:
         if done == total or done % max(1, total // 50) == 0:
@@ -243,41 +202,15 @@ def _render(motions, speech: Speech, out: Path, labels: list[str], settings: Set
 
 
 # ----------------------------------------------------------------------------
-# What the page shows
+# What the page shows (the words are in texts.py)
 # ----------------------------------------------------------------------------
-def steps_label(sampler: str, steps: tuple[int, int]) -> str:
-    return f"{SAMPLER_NAMES[sampler]} {steps[0]}/{steps[1]}"
+def about(settings: Settings) -> str:
+    """The page's introduction, with the loaded checkpoint's provenance."""
+    return texts.about(load_pipeline(settings).checkpoint)
 
 
 def provenance(settings: Settings) -> str:
-    """The checkpoint's own account of itself (config.json's trained_on and description), in Markdown."""
-    checkpoint = load_pipeline(settings).checkpoint
-    trained_on = checkpoint.info.get("trained_on", "untrained")
-    description = checkpoint.info.get("description", "").strip().rstrip(".")
-    name = checkpoint.path.name if checkpoint.path else "in-memory"
-    text = f"**Checkpoint** `{name}`, trained on: **{trained_on}**." + (f" {description}." if description else "")
-    if not checkpoint.trained:
-        text = ("⚠️ " + text + " Its motion is noise: it only shows that speech goes in and a rendered, timed "
-                "avatar comes out. Timings are real; the motion is not.")
-    return text
-
-
-def about(settings: Settings) -> str:
-    """The page's introduction: the method, the samplers, the paper, and where the weights come from."""
-    return f"""# AsynFusion: speech to a talking, gesturing SMPL-X avatar
-
-A dual-branch diffusion transformer generates **facial expressions** and **body and hand gestures** from
-speech, in parallel; after every block a cooperative-synchronization (CoSync) layer lets each branch read
-the other, so the face and the hands stay in step. The motion is SMPL-X parameters in the BEAT2 layout,
-rendered here on a free stand-in human. Paper: [AsynFusion (Zhang et al., 2025)]({PAPER_URL}).
-
-**Samplers.** *DDIM 25/25*: the diffusion model, 25 denoising steps per branch. *Sync LCM 8/8*: a distilled
-latent-consistency model, 8 steps per branch. *Async LCM 4/8* (the paper's choice): the face needs fewer
-steps than the body, so the expression branch steps 4 times while the gesture branch steps 8, reading the
-face's latest features in between. **Compare** runs all three on your clip and times each branch.
-
-{provenance(settings)} This demo's weights come from the project's built-in corpus (synthetic speech with
-procedural motion), not from BEAT2."""
+    return texts.provenance(load_pipeline(settings).checkpoint)
 
 
 def example_paths() -> list[str]:
@@ -294,27 +227,6 @@ def examples_cache_dir(settings: Settings) -> Path:
         if path.is_file():
             digest.update(path.name.encode() + path.read_bytes())
     return Path(".gradio") / "cached_examples" / f"asynfusion-{digest.hexdigest()[:12]}"
-
-
-def timing_table(report, features_seconds: float, render: dict, precision) -> pd.DataFrame:
-    """Generate's timing panel: the precision and why, network evaluations and seconds per branch,
-    generation, rendering, audio."""
-    s = report.sampling
-    generation = features_seconds + report.seconds_total
-    rows = [
-        ("precision", str(precision)),
-        ("sampling threads (cores not busy with other work)", report.threads),
-        ("expression branch: network evaluations", s.nfe_expression),
-        ("expression branch: seconds", round(s.seconds_expression, 3)),
-        ("gesture branch: network evaluations", s.nfe_gesture),
-        ("gesture branch: seconds", round(s.seconds_gesture, 3)),
-        ("audio features: seconds", round(features_seconds, 3)),
-        ("generation in all: seconds", round(generation, 3)),
-        (f"rendering {render['frames']} frames: seconds", round(render["seconds"], 2)),
-        ("audio length: seconds", round(report.audio_seconds, 2)),
-        ("real-time factor (generation / audio length)", round(generation / report.audio_seconds, 4)),
-    ]
-    return pd.DataFrame(rows, columns=TIMING_COLUMNS, dtype=object)
 
 
 @dataclass
@@ -348,104 +260,87 @@ def _speech_and_features(audio_path, settings: Settings, trim: bool, folder: Pat
     return speech, features, time.perf_counter() - started
 
 
-def generate(audio_path: str | Path | None, sampler: str = "async-lcm", steps_expression: float | None = 0,
+def generate(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER, steps_expression: float | None = 0,
              steps_gesture: float | None = 0, seed: float | None = 0, trim: bool = False, speaker: float | None = 0,
              settings: Settings | None = None, progress: Progress | None = None) -> GenerateResult:
     """Speech -> the avatar video, the motion .npz, a timing table and a note. Steps 0 = the sampler's own."""
     settings = settings or Settings.from_env()
     progress = progress or _no_progress
-    steps = check_steps(sampler, steps_expression, steps_gesture)
-    seed, speaker = check_seed(seed), check_speaker(settings, speaker)
+    check = Request(np.zeros(0, np.float32), sampler, steps_expression, steps_gesture, seed,
+                    check_speaker(settings, speaker))  # a bad choice fails before the audio is read
     with request_folder(settings) as folder:
         speech, features, features_seconds = _speech_and_features(audio_path, settings, trim, folder, progress,
                                                                   "audio features")
-        progress(0.1, desc=f"sampling with {steps_label(sampler, steps)}")
-        motion, report = _sample(settings, speech.samples, features, sampler, steps, seed, speaker)
-        from .motion import save_motion
+        request = replace(check, samples=speech.samples)
+        progress(0.1, desc=f"sampling with {request.title}")
+        motion, report = _sample(settings, request, features)
+        from ..motion import save_motion
 
-        motion_path = folder / f"motion_{sampler}_{steps[0]}-{steps[1]}_seed{seed}.npz"
+        steps = f"{request.steps_expression}-{request.steps_gesture}"
+        motion_path = folder / f"motion_{sampler}_{steps}_seed{request.seed}.npz"
         save_motion(motion_path, motion)
         generation = features_seconds + report.seconds_total
-        label = f"{steps_label(sampler, steps)}: {generation:.2f} s"
         progress(0.3, desc="rendering")
         video_path = folder / "avatar.mp4"
-        render = _render([motion], speech, video_path, [label], settings, settings.render_size, progress, 0.3)
+        render = _render([motion], speech, video_path, [f"{request.title}: {generation:.2f} s"], settings,
+                         settings.render_size, progress, 0.3)
+    precision = load_pipeline(settings).precision
     cut = f" (its first {settings.max_seconds:g} s)" if speech.trimmed else ""
-    note = (f"{steps_label(sampler, steps)} steps, seed {seed}, on {speech.seconds:.1f} s of speech{cut}: generated "
-            f"in {generation:.2f} s ({load_pipeline(settings).precision.name}), rendered in {render['seconds']:.1f} s."
-            f"\n\n{provenance(settings)}")
-    return GenerateResult(str(video_path), str(motion_path), timing_table(report, features_seconds, render,
-                                                                       load_pipeline(settings).precision), note)
+    note = (f"{request.title} steps, seed {request.seed}, on {speech.seconds:.1f} s of speech{cut}: generated in "
+            f"{generation:.2f} s ({precision.name}), rendered in {render['seconds']:.1f} s.\n\n{provenance(settings)}")
+    return GenerateResult(str(video_path), str(motion_path),
+                          texts.timing_table(report, features_seconds, render, precision), note)
+
+
+def _compared_motions(speech: Speech, features: np.ndarray, seed: int, speaker: int, baseline: bool,
+                      settings: Settings, progress: Progress) -> tuple[list, list[str], list[dict]]:
+    """Every registered sampler (and the baseline) on the same speech: (motions, video labels, table rows)."""
+    runs = list(SAMPLERS) + ([None] if baseline else [])
+    motions, labels, rows = [], [], []
+    for i, name in enumerate(runs):
+        fraction = 0.05 + 0.45 * i / len(runs)
+        if name is None:
+            progress(fraction, desc=texts.BASELINE_LABEL)
+            from ..data.baseline import animate
+
+            started = time.perf_counter()
+            motion = animate(speech.samples, seed=seed)
+            seconds = time.perf_counter() - started
+            row, label = texts.baseline_row(seconds), f"rule-based: {seconds:.2f} s"
+        else:
+            request = Request(speech.samples, name, seed=seed, speaker=speaker)
+            progress(fraction, desc=f"sampling with {request.title}")
+            motion, report = _sample(settings, request, features)
+            steps = f"{request.steps_expression}/{request.steps_gesture}"
+            row, label = texts.sampler_row(request.spec.label, steps, report), \
+                f"{request.title}: {report.seconds_total:.2f} s"
+        motions.append(motion)
+        labels.append(label)
+        rows.append(row)
+    return motions, labels, rows
 
 
 def compare(audio_path: str | Path | None, seed: float | None = 0, trim: bool = False, baseline: bool = False,
             speaker: float | None = 0, settings: Settings | None = None,
             progress: Progress | None = None) -> CompareResult:
-    """DDIM 25/25, sync LCM 8/8 and async LCM 4/8 (and the rule-based baseline) on the same speech and
+    """Every registered sampler at its own steps (and the rule-based baseline) on the same speech and
     seed: one side-by-side video, a table and the bar chart's data."""
-    from .diffusion.sampler import SAMPLERS
-
     settings = settings or Settings.from_env()
     progress = progress or _no_progress
-    seed, speaker = check_seed(seed), check_speaker(settings, speaker)
+    check = Request(np.zeros(0, np.float32), seed=seed, speaker=check_speaker(settings, speaker))
     with request_folder(settings) as folder:
         speech, features, features_seconds = _speech_and_features(audio_path, settings, trim, folder, progress,
                                                                   "audio features (shared by every sampler)")
-        runs = list(COMPARED) + ([BASELINE] if baseline else [])
-        motions, labels, rows = [], [], []
-        for i, name in enumerate(runs):
-            fraction = 0.05 + 0.45 * i / len(runs)
-            if name == BASELINE:
-                progress(fraction, desc="rule-based baseline")
-                from .corpus.animate import animate
-
-                started = time.perf_counter()
-                motion = animate(speech.samples, seed=seed)
-                seconds = time.perf_counter() - started
-                row = {"sampler": "rule-based baseline", "steps E/G": "-", "NFE E": 0, "NFE G": 0,
-                       "seconds E": 0.0, "seconds G": 0.0, "seconds total": round(seconds, 3),
-                       "GFLOPs": 0.0}
-                label = f"rule-based: {seconds:.2f} s"
-            else:
-                steps = SAMPLERS[name][1:]
-                progress(fraction, desc=f"sampling with {steps_label(name, steps)}")
-                motion, report = _sample(settings, speech.samples, features, name, steps, seed, speaker)
-                s = report.sampling
-                row = {"sampler": SAMPLER_NAMES[name], "steps E/G": f"{steps[0]}/{steps[1]}",
-                       "NFE E": s.nfe_expression, "NFE G": s.nfe_gesture,
-                       "seconds E": round(s.seconds_expression, 3),
-                       "seconds G": round(s.seconds_gesture, 3),
-                       "seconds total": round(report.seconds_total, 3), "GFLOPs": round(s.gflops, 1)}
-                label = f"{steps_label(name, steps)}: {report.seconds_total:.2f} s"
-            motions.append(motion)
-            labels.append(label)
-            rows.append(row)
+        motions, labels, rows = _compared_motions(speech, features, check.seed, check.speaker, baseline, settings,
+                                                  progress)
         progress(0.5, desc="rendering side by side")
         video_path = folder / "compare.mp4"
         render = _render(motions, speech, video_path, labels, settings, settings.compare_size, progress, 0.5)
-    table = pd.DataFrame(rows)
-    table["real-time factor"] = (table["seconds total"] / speech.seconds).round(4)
-    ddim = table["seconds total"].iloc[0]
-    table["speed-up vs DDIM"] = (ddim / table["seconds total"].clip(lower=1e-9)).round(2)
-    table = table[COMPARE_COLUMNS]
-    chart = comparison_chart(table)
+    table = texts.comparison_table(rows, speech.seconds)
     cut = f" (its first {settings.max_seconds:g} s)" if speech.trimmed else ""
-    note = (f"Same {speech.seconds:.1f} s of speech{cut} and seed {seed} for every sampler; E = expression branch, "
-            f"G = gesture branch, NFE = network evaluations. The audio features "
+    note = (f"Same {speech.seconds:.1f} s of speech{cut} and seed {check.seed} for every sampler; E = expression "
+            f"branch, G = gesture branch, NFE = network evaluations. The audio features "
             f"({features_seconds:.2f} s) are computed once and shared, so they are not in the per-sampler times. "
             f"{len(motions)} avatars rendered in one video: {render['frames']} frames in {render['seconds']:.1f} s."
             f"\n\n{provenance(settings)}")
-    return CompareResult(str(video_path), table, chart, note)
-
-
-def comparison_chart(table: pd.DataFrame) -> pd.DataFrame:
-    """Seconds per sampler split into expression branch, gesture branch and the rest (stitching, the
-    shared audio encoder, the baseline's whole run): long form, one row per bar segment."""
-    rows = []
-    for _, row in table.iterrows():
-        name = f"{row['sampler']} {row['steps E/G']}".removesuffix(" -")
-        rest = row["seconds total"] - row["seconds E"] - row["seconds G"]
-        for part, seconds in (("expression branch", row["seconds E"]),
-                              ("gesture branch", row["seconds G"]), ("other", max(rest, 0.0))):
-            rows.append({"sampler": name, "part": part, "seconds": round(float(seconds), 3)})
-    return pd.DataFrame(rows)
+    return CompareResult(str(video_path), table, texts.comparison_chart(table), note)

@@ -9,8 +9,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from ..audio import SAMPLE_RATE
-from ..motion import FPS
+from ...audio import SAMPLE_RATE
+from ...motion import FPS
 
 LOUDNESS_RANGE_DB = 40.0
 

@@ -9,7 +9,7 @@ their concatenation. Shipped in checkpoints/motion-autoencoder/:
     config.json          AutoencoderConfig and provenance
     model.safetensors    weights and the normalization mean/std (buffers)
 
-    python -m asynfusion.autoencoder --data /path/to/beat2_or_corpus --out checkpoints/motion-autoencoder
+    python -m asynfusion.evaluation.autoencoder --data /path/to/beat2_or_corpus --out checkpoints/motion-autoencoder
 """
 
 import argparse
@@ -26,13 +26,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import InputError
-from .motion import GESTURE_DIM, Motion, NormStats, expression_dim_of, motion_to_features
+from .. import settings
+from ..config import BRANCHES
+from ..errors import InputError
+from ..motion import GESTURE_DIM, Motion, NormStats, expression_dim_of, motion_to_features
 
 FORMAT = "asynfusion-motion-autoencoder/1"
-DEFAULT_AUTOENCODER = Path(os.environ.get(
-    "ASYNFUSION_AUTOENCODER", Path(__file__).resolve().parent.parent / "checkpoints" / "motion-autoencoder"))
-BRANCHES = ("expression", "gesture")
 
 
 @dataclass
@@ -122,7 +121,7 @@ class MotionAutoencoder(nn.Module):
 # ----------------------------------------------------------------------------
 def save_autoencoder(path: str | os.PathLike, model: MotionAutoencoder, info: dict | None = None) -> Path:
     """Write config.json and model.safetensors into a folder, atomically."""
-    from .checkpoint import atomic_folder
+    from ..checkpoint import atomic_folder
 
     with atomic_folder(path) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
@@ -133,9 +132,9 @@ def save_autoencoder(path: str | os.PathLike, model: MotionAutoencoder, info: di
 
 def load_autoencoder(path: str | os.PathLike | None = None) -> MotionAutoencoder:
     """The autoencoder in `path` (default: the shipped one); InputError when it is missing or broken."""
-    path = Path(path) if path is not None else DEFAULT_AUTOENCODER
+    path = Path(path) if path is not None else settings.autoencoder_path()
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
-        raise InputError(f"no motion autoencoder at {path} (train one: python -m asynfusion.autoencoder "
+        raise InputError(f"no motion autoencoder at {path} (train one: python -m asynfusion.evaluation.autoencoder "
                          f"--data DIR --out {path})")
     try:
         record = json.loads((path / "config.json").read_text())
@@ -162,7 +161,7 @@ def train_autoencoder(data: str | os.PathLike, config: AutoencoderConfig | None 
     Loss per branch: MSE of the normalized features plus MSE of their frame-to-frame differences, so
     the latents keep the motion's dynamics and not only its poses. AdamW with a cosine schedule.
     """
-    from .data import expression_space, load_windows
+    from ..data.beat2 import expression_space, load_windows
 
     space = expression_space(data)
     config = config or AutoencoderConfig(expression_coeffs=52 if space == "arkit" else 100, expression_space=space)
@@ -220,10 +219,10 @@ def _progress(total: int, enabled: bool):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m asynfusion.autoencoder",
+    parser = argparse.ArgumentParser(prog="python -m asynfusion.evaluation.autoencoder",
                                      description="train the motion autoencoder of the FMD / FED / FGD metrics")
     parser.add_argument("--data", required=True, help="BEAT2-layout folder (its train split is used)")
-    parser.add_argument("--out", default=str(DEFAULT_AUTOENCODER))
+    parser.add_argument("--out", default=str(settings.autoencoder_path()))
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)

@@ -17,7 +17,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-SAMPLER_ORDER = ("ddim", "sync-lcm", "async-lcm")
 MEDIAN_KEYS = ("seconds_expression", "seconds_gesture", "seconds_features", "seconds_sampling", "seconds_stitch",
                "seconds_total", "realtime_factor")
 
@@ -76,18 +75,24 @@ def timed_rows(pipelines: list, samples, samplers: list[str], features, repeats:
     speed drifts during the benchmark (a busy neighbour, frequency scaling) slows every pair alike
     and the ratios between them stay fair.
     """
-    pairs = list(zip(pipelines, samplers))
-    for pipeline, sampler in pairs:
-        pipeline.generate(samples, sampler, features=features)  # warm-up: first calls pay one-off setup
+    from ..request import Request
+
+    pairs = [(pipeline, Request(samples, sampler)) for pipeline, sampler in zip(pipelines, samplers)]
+    for pipeline, request in pairs:
+        pipeline.generate(request, features=features)  # warm-up: first calls pay one-off setup
     runs = [[] for _ in pairs]
     for _ in range(repeats):
-        for i, (pipeline, sampler) in enumerate(pairs):
-            runs[i].append(pipeline.generate(samples, sampler, features=features)[1].row())
+        for i, (pipeline, request) in enumerate(pairs):
+            runs[i].append(pipeline.generate(request, features=features)[1].row())
     return [median_row(r) for r in runs]
 
 
-def bench_rows(pipeline, samples, repeats: int, samplers=SAMPLER_ORDER) -> list[dict]:
-    """Median rows of each sampler; the audio features are computed once and timed once."""
+def bench_rows(pipeline, samples, repeats: int, samplers: list[str] | None = None) -> list[dict]:
+    """Median rows of each sampler (default: every one in the registry); the audio features are
+    computed once and timed once."""
+    from ..diffusion.registry import SAMPLERS
+
+    samplers = list(SAMPLERS) if samplers is None else samplers
     start = time.perf_counter()
     features = pipeline.features(samples)
     seconds_features = time.perf_counter() - start
@@ -100,16 +105,18 @@ def bench_rows(pipeline, samples, repeats: int, samplers=SAMPLER_ORDER) -> list[
     return rows
 
 
-def interaction_rows(pipeline, samples, repeats: int, sampler: str = "async-lcm") -> list[dict]:
+def interaction_rows(pipeline, samples, repeats: int, sampler: str | None = None) -> list[dict]:
     """What each interaction variant of this checkpoint's architecture costs with one sampler.
 
     The variants are built with untrained weights: time and FLOPs of dense layers do not depend on
     the values, so this is their cost, not their quality (quality: `eval --ablation`).
     """
-    from .checkpoint import untrained_checkpoint
-    from .config import INTERACTIONS
-    from .pipeline import Pipeline
+    from ..checkpoint import untrained_checkpoint
+    from ..config import INTERACTIONS
+    from ..diffusion.registry import DEFAULT_SAMPLER
+    from ..pipeline import Pipeline
 
+    sampler = sampler or DEFAULT_SAMPLER
     features = pipeline.features(samples)
     variants = [Pipeline(untrained_checkpoint(replace(pipeline.config, interaction=interaction)),
                          pipeline.precision.name, device=str(pipeline.device)) for interaction in INTERACTIONS]
@@ -121,14 +128,16 @@ def interaction_rows(pipeline, samples, repeats: int, sampler: str = "async-lcm"
 
 
 def render_row(pipeline, samples, seconds: float, size: int, body: str | None = None) -> dict:
-    """Render the async-LCM motion of the first `seconds` of the clip to an mp4 with its audio: frames per second."""
+    """Render the default sampler's motion of the first `seconds` of the clip to an mp4 with its audio:
+    frames per second."""
     import soundfile
 
-    from .audio import SAMPLE_RATE
-    from .render import render_video
+    from ..audio import SAMPLE_RATE
+    from ..render import render_video
+    from ..request import Request
 
     clip = samples[: int(seconds * SAMPLE_RATE)]
-    motion, _ = pipeline.generate(clip, "async-lcm")
+    motion, _ = pipeline.generate(Request(clip))
     with tempfile.TemporaryDirectory(prefix="asynfusion-bench-") as folder:
         audio = Path(folder) / "clip.wav"
         soundfile.write(audio, clip, SAMPLE_RATE)
@@ -139,8 +148,8 @@ def render_row(pipeline, samples, seconds: float, size: int, body: str | None = 
 
 
 def run_bench(args) -> None:
-    from .audio import load_audio
-    from .pipeline import Pipeline
+    from ..audio import load_audio
+    from ..pipeline import Pipeline
 
     samples = load_audio(args.audio, args.max_seconds)
     pipeline = Pipeline(args.checkpoint, args.precision)
@@ -167,6 +176,8 @@ def threads_used(rows: list[dict]) -> str:
 
 
 def format_report(report: dict) -> str:
+    from ..diffusion.registry import REFERENCE_SAMPLER, SAMPLERS
+
     rows = report["samplers"]
     lines = [f"machine: {report['machine']}",
              f"precision: {report['precision']} ({report['precision_reason']}); torch threads for sampling: "
@@ -177,11 +188,12 @@ def format_report(report: dict) -> str:
     lines.insert(1, f"measured matmul peak (1024x1024 GEMM): bf16 {peak['bf16']:.0f} GFLOP/s, "
                     f"fp32 {peak['fp32']:.0f} GFLOP/s")
     header = (f"{'sampler':<10} {'steps E/G':>9} {'NFE E+G':>8} {'s expr':>7} {'s gest':>7} {'s feat':>7} "
-              f"{'s stitch':>8} {'s total':>8} {'GFLOP E':>8} {'GFLOP G':>8} {'GFLOP/s':>8} {'RTF':>7} {'vs DDIM':>8}")
+              f"{'s stitch':>8} {'s total':>8} {'GFLOP E':>8} {'GFLOP G':>8} {'GFLOP/s':>8} {'RTF':>7} "
+              f"{'vs ' + SAMPLERS[REFERENCE_SAMPLER].label:>8}")
     lines += [header, "-" * len(header)]
-    ddim = next((r["seconds_total"] for r in rows if r["sampler"] == "ddim"), None)
+    reference = next((r["seconds_total"] for r in rows if r["sampler"] == REFERENCE_SAMPLER), None)
     for r in rows:
-        speedup = f"{ddim / r['seconds_total']:.2f}x" if ddim else "-"
+        speedup = f"{reference / r['seconds_total']:.2f}x" if reference else "-"
         lines.append(
             f"{r['sampler']:<10} {r['steps_expression']:>4}/{r['steps_gesture']:<4} "
             f"{r['nfe_expression']:>3}+{r['nfe_gesture']:<4} {r['seconds_expression']:>7.3f} "

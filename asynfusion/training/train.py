@@ -10,24 +10,20 @@ bf16 autocast on CPUs with bf16 units, resumable, and DistributedDataParallel un
 """
 
 import copy
-import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .checkpoint import Checkpoint, save_checkpoint
-from .config import ModelConfig
-from .data import expression_space, load_windows
-from .diffusion.schedule import NoiseSchedule
-from .model import BRANCHES, AsynFusionModel
-from .motion import NormStats
-from .precision import bf16_by_default
+from ..checkpoint import Checkpoint, save_checkpoint
+from ..config import BRANCHES, ModelConfig
+from ..diffusion.schedule import NoiseSchedule
+from ..model import AsynFusionModel
+from ..precision import bf16_by_default
+from .loop import distributed, learning_rate, load_state, load_training_data, optimize, progress_bar, save_state
 
 LOSS_WEIGHTS = {"noise": 10.0, "velocity": 1.0, "huber": 1.0}  # lambda_t, lambda_v, lambda_delta (eq. 11)
 
@@ -51,98 +47,6 @@ class TrainConfig:
     save_every: int = 250
     threads: int = 0               # torch threads; 0 = torch's default
     init: str | None = None        # warm start: a checkpoint folder of the same architecture (its EMA weights)
-
-
-# ----------------------------------------------------------------------------
-# Pieces shared with distillation
-# ----------------------------------------------------------------------------
-def distributed() -> tuple[int, int]:
-    """(rank, world size); starts the gloo process group when run under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
-@dataclass
-class TrainingData:
-    expression: torch.Tensor  # (N, W, D_E) normalized
-    gesture: torch.Tensor     # (N, W, D_G) normalized
-    audio: torch.Tensor       # (N, W, A) normalized
-    speaker: torch.Tensor     # (N,)
-    stats: NormStats
-    expression_space: str
-
-    def batch(self, index: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        return {"expression": self.expression[index], "gesture": self.gesture[index]}, self.audio[index], \
-            self.speaker[index]
-
-
-def load_training_data(root: str, config: ModelConfig, window: int, stride: int,
-                       stats: NormStats | None = None) -> TrainingData:
-    """Windows of the train split, normalized with `stats` (fitted on them when None)."""
-    windows = load_windows(root, "train", window, stride, config.expression_coeffs, config.audio_encoder)
-    if len(windows) == 0:
-        raise SystemExit(f"no training windows in {root} (train split empty or clips shorter than {window} frames)")
-    if stats is None:
-        stats = NormStats.fit(windows.expression.reshape(-1, config.expression_dim),
-                              windows.gesture.reshape(-1, config.gesture_dim),
-                              windows.audio.reshape(-1, windows.audio.shape[-1]))
-
-    def normalize(x, mean, std):
-        return torch.from_numpy(((x - mean) / std).astype(np.float32))
-
-    return TrainingData(
-        normalize(windows.expression, stats.expression_mean, stats.expression_std),
-        normalize(windows.gesture, stats.gesture_mean, stats.gesture_std),
-        normalize(windows.audio, stats.audio_mean, stats.audio_std),
-        torch.from_numpy(windows.speaker.astype(np.int64)).clamp(max=max(config.num_speakers - 1, 0)),
-        stats, expression_space(root))
-
-
-def learning_rate(step: int, total: int, warmup: int) -> float:
-    """Linear warmup then cosine decay to 10 %: the multiplier of the base learning rate."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-@torch.no_grad()
-def ema_update(target: torch.nn.Module, source: torch.nn.Module, decay: float) -> None:
-    for p_target, p_source in zip(target.parameters(), source.parameters()):
-        p_target.lerp_(p_source.detach(), 1 - decay)
-
-
-def optimize(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer, lr: float,
-             average: torch.nn.Module, decay: float) -> None:
-    """One update at learning rate `lr`: backward, clip the gradient norm at 1, step, then the
-    averaged copy (training's EMA weights, distillation's target network) follows."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    ema_update(average, model, decay)
-
-
-def save_state(path: Path, **state) -> None:
-    """Resume state (our own file, reloaded with weights_only=True: no arbitrary unpickling)."""
-    tmp = path.with_suffix(".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_state(path: Path) -> dict | None:
-    return torch.load(path, weights_only=True) if path.is_file() else None
-
-
-def progress_bar(total: int, initial: int, enabled: bool, description: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, desc=description, dynamic_ncols=True)
 
 
 # ----------------------------------------------------------------------------
@@ -172,16 +76,16 @@ def noise_loss_weights(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -
 
 def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], audio: torch.Tensor,
                    speaker: torch.Tensor, t: dict[str, torch.Tensor], noise: dict[str, torch.Tensor],
-                   bf16: bool, snr_gamma: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+                   bf16: bool, snr_gamma: float = 0.0, prediction: str = "x0") -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 8-11 summed over both branches, the noise term min-SNR weighted; returns (loss, per-term log)."""
     x_t = {b: schedule.add_noise(x0[b], noise[b], t[b]) for b in BRANCHES}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        v = model(x_t, t, audio, speaker)
+        output = model(x_t, t, audio, speaker)
     total, log = 0.0, {}
     for b in BRANCHES:
-        prediction = v[b].float()
-        noise_hat = schedule.predicted_noise(prediction, x_t[b], t[b])
-        x0_hat = schedule.predicted_x0(prediction, x_t[b], t[b])
+        v = schedule.velocity_from(output[b], x_t[b], t[b], prediction)
+        noise_hat = schedule.predicted_noise(v, x_t[b], t[b])
+        x0_hat = schedule.predicted_x0(v, x_t[b], t[b])
         terms = {
             "noise": ((noise_hat - noise[b]).pow(2).mean((1, 2))                                    # eq. 8
                       * noise_loss_weights(schedule, t[b], snr_gamma)).mean(),
@@ -198,8 +102,8 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
 # ----------------------------------------------------------------------------
 def warm_start_weights(path: str, model_config: ModelConfig) -> dict:
     """The diffusion weights of a checkpoint of the same architecture; InputError names a mismatch."""
-    from .checkpoint import load_checkpoint
-    from .errors import InputError
+    from ..checkpoint import load_checkpoint
+    from ..errors import InputError
 
     checkpoint = load_checkpoint(path)
     if checkpoint.config != model_config:
@@ -239,7 +143,8 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         x0, audio, speaker = data.batch(index)
         t = sample_timesteps(config.batch_size, model_config.num_train_timesteps, config.same_timestep, generator)
         noise = {b: torch.randn(x0[b].shape, generator=generator) for b in BRANCHES}
-        loss, log = diffusion_loss(network, schedule, x0, audio, speaker, t, noise, config.bf16, config.snr_gamma)
+        loss, log = diffusion_loss(network, schedule, x0, audio, speaker, t, noise, config.bf16, config.snr_gamma,
+                                   model_config.prediction)
         optimize(loss, model, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
                  ema, min(config.ema_decay, (1 + step) / (10 + step)))
         bar.update(1)

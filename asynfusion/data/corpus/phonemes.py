@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 
 # espeak_lib.h
 AUDIO_OUTPUT_SYNCHRONOUS = 2

@@ -10,7 +10,7 @@ on each syllable nucleus (a loudness peak) and closes between them.
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from ..motion import ARKIT_BLENDSHAPES, FPS, JOINT
+from ...motion import ARKIT_BLENDSHAPES, FPS, JOINT
 from .cues import SpeechCues, pulses, runs, slow_noise
 from .phonemes import Phoneme
 

@@ -1,0 +1,105 @@
+"""What training and distillation share: ranks under torchrun, the normalized training windows, the
+learning-rate schedule, the optimizer step with its EMA, resumable state and the progress bar."""
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .. import settings
+from ..config import ModelConfig
+from ..data.beat2 import expression_space, load_windows
+from ..motion import NormStats
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); starts the gloo process group when run under torchrun."""
+    world = settings.distributed_world_size()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+@dataclass
+class TrainingData:
+    expression: torch.Tensor  # (N, W, D_E) normalized
+    gesture: torch.Tensor     # (N, W, D_G) normalized
+    audio: torch.Tensor       # (N, W, A) normalized
+    speaker: torch.Tensor     # (N,)
+    stats: NormStats
+    expression_space: str
+
+    def batch(self, index: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        return {"expression": self.expression[index], "gesture": self.gesture[index]}, self.audio[index], \
+            self.speaker[index]
+
+
+def load_training_data(root: str, config: ModelConfig, window: int, stride: int,
+                       stats: NormStats | None = None) -> TrainingData:
+    """Windows of the train split, normalized with `stats` (fitted on them when None)."""
+    windows = load_windows(root, "train", window, stride, config.expression_coeffs, config.audio_encoder)
+    if len(windows) == 0:
+        raise SystemExit(f"no training windows in {root} (train split empty or clips shorter than {window} frames)")
+    if stats is None:
+        stats = NormStats.fit(windows.expression.reshape(-1, config.expression_dim),
+                              windows.gesture.reshape(-1, config.gesture_dim),
+                              windows.audio.reshape(-1, windows.audio.shape[-1]))
+
+    def normalize(kind: str, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(stats.normalize(kind, x).astype(np.float32))
+
+    return TrainingData(
+        normalize("expression", windows.expression),
+        normalize("gesture", windows.gesture),
+        normalize("audio", windows.audio),
+        torch.from_numpy(windows.speaker.astype(np.int64)).clamp(max=max(config.num_speakers - 1, 0)),
+        stats, expression_space(root))
+
+
+def learning_rate(step: int, total: int, warmup: int) -> float:
+    """Linear warmup then cosine decay to 10 %: the multiplier of the base learning rate."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@torch.no_grad()
+def ema_update(target: torch.nn.Module, source: torch.nn.Module, decay: float) -> None:
+    for p_target, p_source in zip(target.parameters(), source.parameters()):
+        p_target.lerp_(p_source.detach(), 1 - decay)
+
+
+def optimize(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer, lr: float,
+             average: torch.nn.Module, decay: float) -> None:
+    """One update at learning rate `lr`: backward, clip the gradient norm at 1, step, then the
+    averaged copy (training's EMA weights, distillation's target network) follows."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    ema_update(average, model, decay)
+
+
+def save_state(path: Path, **state) -> None:
+    """Resume state (our own file, reloaded with weights_only=True: no arbitrary unpickling)."""
+    tmp = path.with_suffix(".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path) -> dict | None:
+    return torch.load(path, weights_only=True) if path.is_file() else None
+
+
+def progress_bar(total: int, initial: int, enabled: bool, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=description, dynamic_ncols=True)
