@@ -22,6 +22,7 @@ from .diffusion.sampler import SampleStats, sample
 from .motion import Motion, features_to_motion
 from .precision import choose_precision
 from .request import Request
+from .seeding import NOISE, generator_for
 
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice: the usable cores
 
@@ -174,7 +175,7 @@ class Pipeline:
 
         def draw_noise(branch: str, k: int) -> torch.Tensor:
             # noise per frame of the whole clip, then sliced: overlapping frames share it
-            generator = torch.Generator().manual_seed(request.seed * 7919 + k * 2 + BRANCHES.index(branch))
+            generator = generator_for(request.seed, NOISE, BRANCHES.index(branch), k)
             whole = torch.randn(num_frames, dims[branch], generator=generator)
             return torch.stack([whole[s:s + window] for s in starts])
 

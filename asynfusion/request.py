@@ -1,12 +1,7 @@
-"""One generation request, from the app and the CLI to the pipeline, and the project's seed convention.
+"""One generation request, from the app and the CLI to the pipeline.
 
 A Request is checked when it is made: an unknown sampler, a step count off the sampler's grid or a bad
-seed is an InputError with one line, before any work starts.
-
-The seed convention: every random stream is a torch.Generator seeded from (seed, stream), where the
-stream names what it draws, e.g. ("noise", branch index, step) for the sampler's noise or
-("batch", step, rank) for a training batch; `generator_for` derives the 64-bit seed from them with
-numpy's SeedSequence, so streams never overlap and any seed from 0 to MAX_SEED is as good as another.
+seed is an InputError with one line, before any work starts. What a seed draws: seeding.py.
 """
 
 from dataclasses import dataclass, field
@@ -17,14 +12,6 @@ from .diffusion.registry import DEFAULT_SAMPLER, SamplerSpec, get_sampler
 from .errors import InputError
 
 MAX_SEED = 2**31 - 1
-
-
-def generator_for(seed: int, *stream: int):
-    """The torch.Generator of one random stream of `seed` (the convention above)."""
-    import torch
-
-    state = np.random.SeedSequence([seed, *stream]).generate_state(2, np.uint64)
-    return torch.Generator().manual_seed(int(state[0] ^ (state[1] >> np.uint64(1))) & (2**63 - 1))
 
 
 def check_whole(value: float | None, what: str, low: int, high: int) -> int:

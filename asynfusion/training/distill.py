@@ -22,6 +22,7 @@ from ..config import BRANCHES
 from ..diffusion.registry import LCM_SOLVER_STEPS
 from ..diffusion.schedule import NoiseSchedule, consistency_output, ddim_step, solver_grid
 from ..precision import bf16_by_default
+from ..seeding import DISTILL_BATCH, generator_for
 from .loop import distributed, learning_rate, load_state, load_training_data, optimize, progress_bar, save_state
 
 
@@ -74,7 +75,7 @@ def distill(config: DistillConfig) -> Path:
     bar = progress_bar(config.steps, start, rank == 0, "distill")
     started = time.perf_counter()
     for step in range(start, config.steps):
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * world + rank)
+        generator = generator_for(config.seed, DISTILL_BATCH, step, rank)
         index = torch.randint(0, len(data.expression), (config.batch_size,), generator=generator)
         x0, audio, speaker = data.batch(index)
         t, s, x_t = {}, {}, {}

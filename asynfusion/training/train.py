@@ -23,6 +23,7 @@ from ..config import BRANCHES, ModelConfig
 from ..diffusion.schedule import NoiseSchedule
 from ..model import AsynFusionModel
 from ..precision import bf16_by_default
+from ..seeding import TRAIN_BATCH, generator_for
 from .loop import distributed, learning_rate, load_state, load_training_data, optimize, progress_bar, save_state
 
 LOSS_WEIGHTS = {"noise": 10.0, "velocity": 1.0, "huber": 1.0}  # lambda_t, lambda_v, lambda_delta (eq. 11)
@@ -138,7 +139,7 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
     log = {}
     for step in range(start, config.steps):
         # a generator per step and rank: resuming replays exactly the batches a straight run would see
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * world + rank)
+        generator = generator_for(config.seed, TRAIN_BATCH, step, rank)
         index = torch.randint(0, len(data.expression), (config.batch_size,), generator=generator)
         x0, audio, speaker = data.batch(index)
         t = sample_timesteps(config.batch_size, model_config.num_train_timesteps, config.same_timestep, generator)
