@@ -103,15 +103,17 @@ def cmd_train(args) -> None:
     from .training.train import TrainConfig, train
 
     space = expression_space(args.data)
-    model_config = ModelConfig(
-        expression_coeffs=args.expression_coeffs or (52 if space == "arkit" else 100), expression_space=space,
-        width=args.width, depth=args.depth, heads=args.heads, interaction=args.interaction,
-        num_speakers=args.num_speakers)
-    config = TrainConfig(data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, bf16=training_bf16(args), save_every=args.save_every, threads=args.threads,
-                         init=args.init)
+    model_config = ModelConfig(expression_space=space, expression_coeffs=args.expression_coeffs or (
+        52 if space == "arkit" else 100), **given(args, "width", "depth", "heads", "interaction", "num_speakers"))
+    config = TrainConfig(data=args.data, out=args.out, bf16=training_bf16(args), init=args.init,
+                         **given(args, "steps", "batch_size", "lr", "seed", "save_every", "threads"))
     info = {"trained_on": args.trained_on or f"{'built-in corpus' if space == 'arkit' else 'BEAT2'} at {args.data}"}
     print(f"checkpoint written to {train(config, model_config, info)}")
+
+
+def given(args, *names: str) -> dict:
+    """The options the user gave; the others keep their dataclass defaults (the one place they are written)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def training_bf16(args) -> bool:
@@ -129,9 +131,8 @@ def training_bf16(args) -> bool:
 def cmd_distill(args) -> None:
     from .training.distill import DistillConfig, distill
 
-    config = DistillConfig(data=args.data, teacher=args.teacher, out=args.out or args.teacher, steps=args.steps,
-                           batch_size=args.batch_size, seed=args.seed, bf16=training_bf16(args),
-                           threads=args.threads)
+    config = DistillConfig(data=args.data, teacher=args.teacher, out=args.out or args.teacher,
+                           bf16=training_bf16(args), **given(args, "steps", "batch_size", "seed", "threads"))
     print(f"distilled checkpoint written to {distill(config)}")
 
 
@@ -151,13 +152,15 @@ def cmd_eval(args) -> None:
 # Parser
 # ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from .config import INTERACTIONS
     from .diffusion.registry import DEFAULT_SAMPLER, SAMPLERS
+    from .settings import PRECISIONS, Settings
 
     parser = argparse.ArgumentParser(prog="asynfusion", description="AsynFusion: speech -> SMPL-X face and body motion")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def precision_option(p, what: str):
-        p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None,
+        p.add_argument("--precision", choices=PRECISIONS, default=None,
                        help=f"number format of {what}; default ASYNFUSION_PRECISION, else auto: bf16 on a GPU or "
                             "CPU with bf16 units, fp32 elsewhere")
 
@@ -176,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--video", default=None, help="also render an mp4 with the speech")
     p.add_argument("--body", default=None, help="SMPL-X model .npz (default: ASYNFUSION_BODY or the free stand-in)")
-    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--size", type=int, default=Settings.render_size)
     common(p)
     p.set_defaults(run=cmd_generate)
 
@@ -187,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-variants", action="store_true", help="skip the interaction-variant cost rows")
     p.add_argument("--render-seconds", type=float, default=10.0,
                    help="render this much of the clip to time the mesh video (0: skip)")
-    p.add_argument("--size", type=int, default=512, help="video size for the rendering row")
+    p.add_argument("--size", type=int, default=Settings.render_size, help="video size for the rendering row")
     p.add_argument("--body", default=None, help="SMPL-X model .npz for the rendering row")
     common(p)
     p.set_defaults(run=cmd_bench)
@@ -197,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", default=None)
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--body", default=None)
-    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--size", type=int, default=Settings.render_size)
     p.set_defaults(run=cmd_render)
 
     p = commands.add_parser("make-corpus", help="write the built-in speech + motion corpus (BEAT2 layout)")
@@ -209,18 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("train", help="diffusion training on a BEAT2-layout folder")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--width", type=int, default=192)
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--interaction", choices=("none", "e2g", "g2e", "naive", "cosync"), default="cosync")
+    # unset options keep the defaults of TrainConfig (training/train.py) and ModelConfig (config.py)
+    for option, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--width", int), ("--depth", int),
+                         ("--heads", int), ("--num-speakers", int), ("--save-every", int), ("--threads", int),
+                         ("--seed", int)):
+        p.add_argument(option, type=kind, default=None)
+    p.add_argument("--interaction", choices=INTERACTIONS, default=None)
     p.add_argument("--expression-coeffs", type=int, default=None, help="default: 52 (ARKit corpus) or 100 (BEAT2)")
-    p.add_argument("--num-speakers", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=250)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
     precision_option(p, "training")
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.add_argument("--trained-on", default=None, help="provenance text stored in the checkpoint")
@@ -231,10 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--teacher", required=True, help="checkpoint folder with diffusion.safetensors")
     p.add_argument("--out", default=None, help="default: add lcm.safetensors to the teacher's folder")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
+    for option in ("--steps", "--batch-size", "--threads", "--seed"):  # unset: DistillConfig's defaults
+        p.add_argument(option, type=int, default=None)
     precision_option(p, "distillation")
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.set_defaults(run=cmd_distill)

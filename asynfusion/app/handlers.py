@@ -29,10 +29,10 @@ from ..audio import MIN_SECONDS, SAMPLE_RATE, AudioTooLong, AudioTooShort, load_
 from ..diffusion.registry import DEFAULT_SAMPLER, SAMPLERS
 from ..errors import InputError
 from ..request import MAX_SEED, Request, check_whole
-from ..settings import Settings, on_space
+from ..settings import ROOT, Settings, on_space
 from . import texts
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "examples"
+EXAMPLES_DIR = ROOT / "assets" / "examples"
 SILENCE_DBFS = -50.0  # the loudest 20 ms of speech is far above this; a muted microphone stays below
 
 Progress = Callable[..., object]  # progress(fraction, desc=text); a gr.Progress fits

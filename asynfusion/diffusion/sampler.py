@@ -58,9 +58,10 @@ def tick_plan(steps_expression: int, steps_gesture: int) -> list[tuple[str, ...]
 
 
 def branch_timesteps(rule: str, branch: str, steps: int, num_train_timesteps: int) -> list[int]:
-    if rule == "ddim":
-        return ddim_timesteps(steps, num_train_timesteps)
-    return lcm_timesteps(steps, LCM_SOLVER_STEPS[branch], num_train_timesteps)
+    """A branch's descending grid under a step rule (registry.RULES)."""
+    if rule == "lcm":
+        return lcm_timesteps(steps, LCM_SOLVER_STEPS[branch], num_train_timesteps)
+    return ddim_timesteps(steps, num_train_timesteps)
 
 
 class BranchTimer:
@@ -159,11 +160,11 @@ def sample(
                 step_start = time.perf_counter()
                 t_now, t_prev = timesteps[b][done[b]], previous[b][done[b]]
                 v = schedule.velocity_from(output[b], x[b], t[b], config.prediction)
-                if spec.rule == "ddim":
-                    x[b], _ = ddim_step(schedule, v, t_now, t_prev, x[b])
-                else:
+                if spec.rule == "lcm":
                     noise = draw_noise(b, done[b] + 1).to(device) if t_prev >= 0 else None
                     x[b], _ = lcm_step(schedule, v, t_now, t_prev, x[b], noise)
+                else:
+                    x[b], _ = ddim_step(schedule, v, t_now, t_prev, x[b])
                 done[b] += 1
                 timer.add(b, step_start)
     finally:

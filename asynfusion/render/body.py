@@ -22,18 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import settings
 from ..errors import InputError
 from ..motion import EXPRESSION_SPACES, NUM_EXPRESSIONS, Motion
 
-BUNDLED_BODY = Path(__file__).resolve().parents[2] / "assets" / "body" / "SMPLX_NEUTRAL.npz"
-BODY_ENV = "ASYNFUSION_BODY"
+BUNDLED_BODY = settings.ROOT / "assets" / "body" / "SMPLX_NEUTRAL.npz"
 BATCH_FRAMES = 32  # frames skinned at once: big enough to amortise, small enough for a few 10s of MB
 FOLLOW_SECONDS = 1.0  # the camera follows the root's horizontal path averaged over this long: drift goes, sway shows
 
 
 def resolve_body_path(path: str | os.PathLike | None = None) -> Path:
     """The body file to use: the argument, else $ASYNFUSION_BODY, else the shipped stand-in."""
-    return Path(path or os.environ.get(BODY_ENV) or BUNDLED_BODY).expanduser()
+    return Path(path or settings.body_path() or BUNDLED_BODY).expanduser()
 
 
 def load_body(path: str | os.PathLike | None = None, num_expression_coeffs: int = NUM_EXPRESSIONS,

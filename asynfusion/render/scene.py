@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import settings
 from ..errors import InputError
 from ..motion import JOINT
 from .shaders import FRAGMENT_SHADER, VERTEX_SHADER
@@ -60,8 +61,8 @@ def _osmesa_loads() -> bool:
 
 def choose_gl_platform() -> str:
     """Set PYOPENGL_PLATFORM (unless the user did): EGL, else OSMesa, else a one-line InputError."""
-    if os.environ.get("PYOPENGL_PLATFORM"):
-        return os.environ["PYOPENGL_PLATFORM"]
+    if settings.gl_platform():
+        return settings.gl_platform()
     if _egl_has_device():
         platform = "egl"
     elif _osmesa_loads():
