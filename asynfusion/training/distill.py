@@ -23,7 +23,7 @@ from ..diffusion.registry import LCM_SOLVER_STEPS
 from ..diffusion.schedule import NoiseSchedule, consistency_output, ddim_step, solver_grid
 from ..precision import bf16_by_default
 from ..seeding import DISTILL_BATCH, generator_for
-from .loop import distributed, learning_rate, load_state, load_training_data, optimize, progress_bar, save_state
+from .loop import distributed, learning_rate, load_training_data, optimize, progress_bar, resume, save_state
 
 
 @dataclass
@@ -60,15 +60,11 @@ def distill(config: DistillConfig) -> Path:
     target = copy.deepcopy(teacher).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
     state_path = Path(f"{config.out}.resume") / "distill.pt"
-    start = 0
-    if (state := load_state(state_path)) is not None:
-        student.load_state_dict(state["student"])
-        target.load_state_dict(state["target"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
+    start = resume(state_path, optimizer=optimizer, student=student, target=target)
     network = torch.nn.parallel.DistributedDataParallel(student) if world > 1 else student
     schedule = NoiseSchedule(model_config.num_train_timesteps)
     pairs = {b: grid_pairs(LCM_SOLVER_STEPS[b], model_config.num_train_timesteps) for b in BRANCHES}
+
     def velocities(output, x, t):  # the networks' raw predictions as v (schedule.py)
         return {b: schedule.velocity_from(output[b], x[b], t[b], model_config.prediction) for b in BRANCHES}
 

@@ -99,6 +99,17 @@ def load_state(path: Path) -> dict | None:
     return torch.load(path, weights_only=True) if path.is_file() else None
 
 
+def resume(path: Path, **stateful) -> int:
+    """Load each object's state (modules, optimizer) saved by save_state under its name; the step to
+    continue from (0 when there is nothing to resume)."""
+    state = load_state(path)
+    if state is None:
+        return 0
+    for name, obj in stateful.items():
+        obj.load_state_dict(state[name])
+    return int(state["step"])
+
+
 def progress_bar(total: int, initial: int, enabled: bool, description: str):
     from tqdm import tqdm
 

@@ -24,7 +24,7 @@ from ..diffusion.schedule import NoiseSchedule
 from ..model import AsynFusionModel
 from ..precision import bf16_by_default
 from ..seeding import TRAIN_BATCH, generator_for
-from .loop import distributed, learning_rate, load_state, load_training_data, optimize, progress_bar, save_state
+from .loop import distributed, learning_rate, load_training_data, optimize, progress_bar, resume, save_state
 
 LOSS_WEIGHTS = {"noise": 10.0, "velocity": 1.0, "huber": 1.0}  # lambda_t, lambda_v, lambda_delta (eq. 11)
 
@@ -126,12 +126,7 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         model.load_state_dict(warm_start_weights(config.init, model_config))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    start = 0
-    if (state := load_state(state_path)) is not None:
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
+    start = resume(state_path, optimizer=optimizer, model=model, ema=ema)
     network = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     schedule = NoiseSchedule(model_config.num_train_timesteps)
     bar = progress_bar(config.steps, start, rank == 0, "train")
