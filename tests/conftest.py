@@ -1,5 +1,18 @@
-"""Shared fixtures: a tiny model config, a tiny checkpoint folder and synthetic speech-like audio."""
+"""Shared fixtures: a tiny model config, a tiny checkpoint folder, synthetic speech-like audio, a tiny
+BEAT2-shaped folder, a tiny SMPL-X file, and `python app.py` running on a free localhost port.
 
+Test modules take these as fixture arguments and never import this module (or each other). The plain
+functions keep their names here for tests/test_pinned.py's `--write` block, which runs outside pytest.
+"""
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +24,10 @@ from asynfusion.checkpoint import save_checkpoint, untrained_checkpoint
 from asynfusion.config import ModelConfig
 
 torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "assets" / "examples" / "hello_en-us_m3.wav"
+APP_START_SECONDS = 180  # importing torch, gradio and the renderer on two busy cores
 
 
 def tiny_config(**overrides) -> ModelConfig:
@@ -64,6 +81,64 @@ def write_tiny_checkpoint(folder: Path) -> Path:
     return path
 
 
+def write_tiny_smplx(path, seed: int = 0):
+    """A 165-vertex SMPL-X-format file: one small triangle at each joint of the stand-in's skeleton,
+    skinned to that joint, with random shape, expression (FLAME-like, 10 + 10) and pose correctives."""
+    from asynfusion.render.body import BUNDLED_BODY
+
+    rng = np.random.default_rng(seed)
+    with np.load(BUNDLED_BODY) as standin:
+        joints = standin["J_regressor"] @ standin["v_template"]
+        kintree = standin["kintree_table"]
+    corners = np.array([[-0.01, 0, 0], [0.01, 0, 0], [0, 0.015, 0.005]])
+    vertices = (joints[:, None] + corners).reshape(-1, 3)                        # (165, 3)
+    owner = np.repeat(np.arange(len(joints)), 3)
+    weights = np.eye(len(joints))[owner]
+    regressor = weights.T / 3
+    np.savez(path, v_template=vertices, f=np.arange(len(vertices)).reshape(-1, 3), J_regressor=regressor,
+             weights=weights, kintree_table=kintree, shapedirs=rng.normal(0, 0.003, (len(vertices), 3, 20)),
+             posedirs=rng.normal(0, 0.001, (len(vertices), 3, 486)), hands_componentsl=np.eye(45),
+             hands_componentsr=np.eye(45), hands_meanl=rng.normal(0, 0.1, 45), hands_meanr=np.zeros(45),
+             lmk_faces_idx=np.zeros(51, np.int64), lmk_bary_coords=np.full((51, 3), 1 / 3))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(folder: Path, render_size: int = 128, compare_size: int = 64, env: dict[str, str] | None = None):
+    """`python app.py` with a tiny checkpoint and no example caching; yields the local URL it printed.
+    `env`: extra environment variables for the app's process only (this process's stay as they are)."""
+    app_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(free_port()),
+               "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
+               "GRADIO_TEMP_DIR": str(folder / "gradio"), "GRADIO_EXAMPLES_CACHE": str(folder / "examples-cache"),
+               "ASYNFUSION_CHECKPOINT": str(write_tiny_checkpoint(folder)), "ASYNFUSION_CACHE_EXAMPLES": "off",
+               "ASYNFUSION_RENDER_SIZE": str(render_size), "ASYNFUSION_COMPARE_SIZE": str(compare_size),
+               "ASYNFUSION_MAX_SECONDS": "10", "ASYNFUSION_WORK_DIR": str(folder / "work"), **(env or {})}
+    log_path = folder / "app.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=app_env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + APP_START_SECONDS
+        while not (found := re.search(r"Running on local URL:\s+(http://127\.0\.0\.1:\d+)", log_path.read_text())):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"app did not start (exit {process.poll()}):\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield found.group(1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture
 def tiny_checkpoint(tmp_path):
     return write_tiny_checkpoint(tmp_path)
@@ -83,16 +158,65 @@ def speech_wav(tmp_path):
 
 
 # The helpers as fixtures: test modules take them as arguments instead of importing this module.
-@pytest.fixture(name="tiny_config")
+# Session-scoped (they are plain functions), so module-scoped fixtures can use them too.
+@pytest.fixture(name="tiny_config", scope="session")
 def tiny_config_fixture():
     return tiny_config
 
 
-@pytest.fixture(name="speech_like")
+@pytest.fixture(name="speech_like", scope="session")
 def speech_like_fixture():
     return speech_like
 
 
-@pytest.fixture(name="randomize_zero_inits")
+@pytest.fixture(name="randomize_zero_inits", scope="session")
 def randomize_zero_inits_fixture():
     return randomize_zero_inits
+
+
+@pytest.fixture(name="build_beat2_folder", scope="session")
+def build_beat2_folder_fixture():
+    return build_beat2_folder
+
+
+@pytest.fixture(name="write_tiny_checkpoint", scope="session")
+def write_tiny_checkpoint_fixture():
+    return write_tiny_checkpoint
+
+
+@pytest.fixture(name="write_tiny_smplx", scope="session")
+def write_tiny_smplx_fixture():
+    return write_tiny_smplx
+
+
+@pytest.fixture(name="free_port", scope="session")
+def free_port_fixture():
+    return free_port
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def example_wav() -> Path:
+    """One of the app's shipped example clips (4.82 s of speech)."""
+    return EXAMPLE
+
+
+# ----------------------------------------------------------------------------
+# The app, started once per test module that asks for it
+# ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def app_options() -> dict:
+    """What `app_url` passes to `running_app` (render_size, compare_size, env): its defaults here; a test
+    module that needs others overrides this fixture with its own `app_options`."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def app_url(app_options, tmp_path_factory):
+    """The local URL of `python app.py` (tiny checkpoint), started for this test module and stopped after it."""
+    with running_app(tmp_path_factory.mktemp("app"), **app_options) as url:
+        yield url

@@ -12,7 +12,6 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
-from conftest import speech_like, tiny_config
 
 from asynfusion.app import handlers
 from asynfusion.audio import SAMPLE_RATE
@@ -37,7 +36,7 @@ def wav(path, samples, rate=SAMPLE_RATE):
 
 
 @pytest.fixture
-def speech(tmp_path):
+def speech(tmp_path, speech_like):
     return wav(tmp_path / "speech.wav", speech_like(1.5))
 
 
@@ -81,12 +80,12 @@ def test_no_audio(settings, audio):
         handlers.generate(audio, settings=settings)
 
 
-def test_a_fraction_of_a_second_recording(settings, tmp_path):
+def test_a_fraction_of_a_second_recording(settings, tmp_path, speech_like):
     with pytest.raises(InputError, match=r"only 0\.10 s long: record or upload at least 0\.25 s"):
         handlers.generate(wav(tmp_path / "click.wav", speech_like(0.1)), settings=settings)
 
 
-def test_silence_is_named(settings, tmp_path):
+def test_silence_is_named(settings, tmp_path, speech_like):
     quiet = np.random.default_rng(0).normal(0, 1e-4, 2 * SAMPLE_RATE).astype(np.float32)  # a muted microphone
     with pytest.raises(InputError, match=r"silent \(its loudest moment is -\d+ dBFS\)"):
         handlers.generate(wav(tmp_path / "silence.wav", quiet), settings=settings)
@@ -100,7 +99,7 @@ def test_unreadable_file(settings, tmp_path):
         handlers.generate(str(path), settings=settings)
 
 
-def test_past_the_cap_is_refused_with_the_offer_then_trimmed(settings, tmp_path):
+def test_past_the_cap_is_refused_with_the_offer_then_trimmed(settings, tmp_path, speech_like):
     long = wav(tmp_path / "long.wav", speech_like(5.0))
     offer = "tick 'Use only the first 4 s of longer audio'"
     with pytest.raises(InputError, match=rf"5\.0 s long, past the 4 s limit: {offer}"):
@@ -194,7 +193,7 @@ def test_old_and_failed_request_folders_are_removed(settings, speech, tmp_path):
     assert list(settings.work_dir.iterdir()) == []  # the old folder and the failed request's folder
 
 
-def test_provenance_of_a_trained_checkpoint(tmp_path):
+def test_provenance_of_a_trained_checkpoint(tmp_path, tiny_config):
     checkpoint = untrained_checkpoint(tiny_config())
     checkpoint.info = {"trained_on": "built-in corpus (make-corpus, 2000 clips)", "description": "demo weights"}
     save_checkpoint(tmp_path / "trained", checkpoint)

@@ -1,68 +1,14 @@
 """The app as a visitor's program sees it: `python app.py` on a free localhost port, called with
 gradio_client through the named endpoints /generate and /compare."""
 
-import contextlib
-import os
-import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
-from conftest import speech_like, write_tiny_checkpoint
 
 from asynfusion.motion import load_motion
-
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "assets" / "examples" / "hello_en-us_m3.wav"
-START_SECONDS = 180  # importing torch, gradio and the renderer on two busy cores
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_app(folder: Path, render_size: int = 128, compare_size: int = 64):
-    """`python app.py` with a tiny checkpoint and no example caching; yields the local URL it printed."""
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(free_port()),
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
-           "GRADIO_TEMP_DIR": str(folder / "gradio"), "GRADIO_EXAMPLES_CACHE": str(folder / "examples-cache"),
-           "ASYNFUSION_CHECKPOINT": str(write_tiny_checkpoint(folder)), "ASYNFUSION_CACHE_EXAMPLES": "off",
-           "ASYNFUSION_RENDER_SIZE": str(render_size), "ASYNFUSION_COMPARE_SIZE": str(compare_size),
-           "ASYNFUSION_MAX_SECONDS": "10", "ASYNFUSION_WORK_DIR": str(folder / "work")}
-    log_path = folder / "app.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while not (found := re.search(r"Running on local URL:\s+(http://127\.0\.0\.1:\d+)", log_path.read_text())):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"app did not start (exit {process.poll()}):\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield found.group(1)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("client")) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -81,22 +27,22 @@ def test_named_endpoints(client):
         "audio", "seed", "trim", "baseline", "speaker"]
 
 
-def test_generate(client):
+def test_generate(client, example_wav):
     from gradio_client import handle_file
 
-    video, motion, timings, note = client.predict(handle_file(str(EXAMPLE)), "ddim", 5, 10, 2, False, 0,
+    video, motion, timings, note = client.predict(handle_file(str(example_wav)), "ddim", 5, 10, 2, False, 0,
                                                   api_name="/generate")
     assert Path(video).suffix == ".mp4" and Path(video).stat().st_size > 1000
-    assert load_motion(motion).num_frames == round(soundfile.info(str(EXAMPLE)).duration * 30)
+    assert load_motion(motion).num_frames == round(soundfile.info(str(example_wav)).duration * 30)
     values = dict(timings["data"])
     assert values["expression branch: network evaluations"] == 5 and values["gesture branch: network evaluations"] == 10
     assert "DDIM 5/10 steps, seed 2" in note and "trained on: **untrained**" in note
 
 
-def test_compare(client):
+def test_compare(client, example_wav):
     from gradio_client import handle_file
 
-    video, table, chart, note = client.predict(handle_file(str(EXAMPLE)), 0, False, False, 0, api_name="/compare")
+    video, table, chart, note = client.predict(handle_file(str(example_wav)), 0, False, False, 0, api_name="/compare")
     rows = [dict(zip(table["headers"], row)) for row in table["data"]]
     assert [(r["sampler"], r["steps E/G"], r["NFE E"], r["NFE G"]) for r in rows] == [
         ("DDIM", "25/25", 25, 25), ("sync LCM", "8/8", 8, 8), ("async LCM", "4/8", 4, 8)]
@@ -104,15 +50,16 @@ def test_compare(client):
     assert Path(video).stat().st_size > 1000 and "seed 0 for every sampler" in note
 
 
-@pytest.mark.parametrize("samples, message", [
-    (np.zeros(2 * 16_000, np.float32), "The audio is silent"),
-    (speech_like(0.1), "only 0.10 s long"),
-    (speech_like(11.0), "past the 10 s limit"),
+@pytest.mark.parametrize("audio, seconds, message", [
+    ("silence", 2.0, "The audio is silent"),
+    ("speech", 0.1, "only 0.10 s long"),
+    ("speech", 11.0, "past the 10 s limit"),
 ])
-def test_bad_audio_is_one_clear_line(client, tmp_path, samples, message):
+def test_bad_audio_is_one_clear_line(client, tmp_path, speech_like, audio, seconds, message):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
+    samples = np.zeros(round(seconds * 16_000), np.float32) if audio == "silence" else speech_like(seconds)
     path = tmp_path / "bad.wav"
     soundfile.write(path, samples, 16_000)
     with pytest.raises(AppError) as error:
@@ -120,7 +67,7 @@ def test_bad_audio_is_one_clear_line(client, tmp_path, samples, message):
     assert message in str(error.value) and "Traceback" not in str(error.value)
 
 
-def test_past_the_cap_with_trim_uses_the_start(client, tmp_path):
+def test_past_the_cap_with_trim_uses_the_start(client, tmp_path, speech_like):
     from gradio_client import handle_file
 
     path = tmp_path / "long.wav"
@@ -129,14 +76,14 @@ def test_past_the_cap_with_trim_uses_the_start(client, tmp_path):
     assert load_motion(motion).num_frames == 300 and "its first 10 s" in note
 
 
-def test_two_visitors_at_once_each_get_their_own_result(app_url):
+def test_two_visitors_at_once_each_get_their_own_result(app_url, example_wav):
     from gradio_client import Client, handle_file
 
     results = {}
 
     def visit(seed):
         visitor = Client(app_url, verbose=False)
-        results[seed] = visitor.predict(handle_file(str(EXAMPLE)), "sync-lcm", 0, 0, seed, False, 0,
+        results[seed] = visitor.predict(handle_file(str(example_wav)), "sync-lcm", 0, 0, seed, False, 0,
                                         api_name="/generate")
 
     visitors = [threading.Thread(target=visit, args=(seed,)) for seed in (11, 12)]

@@ -4,7 +4,6 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
-from conftest import speech_like
 
 from asynfusion.audio import (
     MEL_FEATURE_DIM,
@@ -22,7 +21,7 @@ from asynfusion.errors import InputError
 
 @pytest.mark.parametrize("rate, channels, subtype", [(8000, 1, "PCM_16"), (22050, 2, "PCM_24"), (44100, 1, "FLOAT"),
                                                      (48000, 2, "PCM_16")])
-def test_wav_variants_load_to_16k_mono(tmp_path, rate, channels, subtype):
+def test_wav_variants_load_to_16k_mono(tmp_path, rate, channels, subtype, speech_like):
     signal = speech_like(1.5, rate)
     data = np.stack([signal] * channels, axis=1) if channels > 1 else signal
     soundfile.write(tmp_path / "a.wav", data, rate, subtype=subtype)
@@ -32,7 +31,7 @@ def test_wav_variants_load_to_16k_mono(tmp_path, rate, channels, subtype):
 
 
 @pytest.mark.parametrize("suffix, codec", [(".flac", None), (".ogg", None), (".mp3", None), (".m4a", "aac")])
-def test_compressed_formats(tmp_path, suffix, codec):
+def test_compressed_formats(tmp_path, suffix, codec, speech_like):
     soundfile.write(tmp_path / "a.wav", speech_like(1.0, 44100), 44100)
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(tmp_path / "a.wav")]
     command += ["-c:a", codec] if codec else []
@@ -58,13 +57,13 @@ def test_bad_audio_files(tmp_path):
         load_audio(tmp_path / "short.wav")
 
 
-def test_exactly_the_cap_is_accepted(tmp_path):
+def test_exactly_the_cap_is_accepted(tmp_path, speech_like):
     soundfile.write(tmp_path / "cap.wav", speech_like(2.0), 16000)
     assert len(load_audio(tmp_path / "cap.wav", max_seconds=2.0)) == 32000
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".mp3"])
-def test_past_the_cap_names_the_length_or_keeps_the_start(tmp_path, suffix):
+def test_past_the_cap_names_the_length_or_keeps_the_start(tmp_path, suffix, speech_like):
     soundfile.write(tmp_path / "a.wav", speech_like(6.0, 22050), 22050)
     if suffix == ".mp3":
         subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "a.wav"),
@@ -80,7 +79,7 @@ def test_past_the_cap_names_the_length_or_keeps_the_start(tmp_path, suffix):
     assert audio_seconds(path) == pytest.approx(6.0, abs=0.1)
 
 
-def test_features_are_frame_aligned():
+def test_features_are_frame_aligned(speech_like):
     samples = speech_like(2.5)
     features = mel_features(samples)
     assert features.shape == (num_motion_frames(len(samples)), MEL_FEATURE_DIM) == (75, 44)
@@ -107,7 +106,7 @@ def librosa_mel_features(samples: np.ndarray) -> np.ndarray:
 
 @pytest.mark.filterwarnings("ignore:n_fft=512 is too large")  # librosa's note on the 0.02 s clip
 @pytest.mark.parametrize("case", ["speech", "short", "shorter than a window", "silence", "clipped square"])
-def test_features_match_librosa(case):
+def test_features_match_librosa(case, speech_like):
     rng = np.random.default_rng(0)
     samples = {"speech": speech_like(3.0), "short": speech_like(0.3), "shorter than a window": speech_like(0.02),
                "silence": np.zeros(8000, np.float32),
@@ -118,7 +117,7 @@ def test_features_match_librosa(case):
 
 
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
-def test_resampling_matches_librosa(tmp_path, rate):
+def test_resampling_matches_librosa(tmp_path, rate, speech_like):
     import librosa
 
     samples = speech_like(1.3, rate)
@@ -129,7 +128,7 @@ def test_resampling_matches_librosa(tmp_path, rate):
     np.testing.assert_allclose(loaded, np.clip(expected - expected.mean(), -1, 1), atol=1e-5)
 
 
-def test_wav2vec2_encoder_from_a_local_directory(tmp_path):
+def test_wav2vec2_encoder_from_a_local_directory(tmp_path, speech_like):
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,

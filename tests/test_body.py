@@ -7,32 +7,12 @@ import torch
 
 from asynfusion.errors import InputError
 from asynfusion.motion import JOINT, JOINT_NAMES, Motion
-from asynfusion.render.body import BUNDLED_BODY, body_vertices, camera_translation, iter_body_vertices, load_body
+from asynfusion.render.body import body_vertices, camera_translation, iter_body_vertices, load_body
 
 
 @pytest.fixture(scope="module")
 def body():
     return load_body()
-
-
-def write_tiny_smplx(path, seed: int = 0):
-    """A 165-vertex SMPL-X-format file: one small triangle at each joint of the stand-in's skeleton,
-    skinned to that joint, with random shape, expression (FLAME-like, 10 + 10) and pose correctives."""
-    rng = np.random.default_rng(seed)
-    with np.load(BUNDLED_BODY) as standin:
-        joints = standin["J_regressor"] @ standin["v_template"]
-        kintree = standin["kintree_table"]
-    corners = np.array([[-0.01, 0, 0], [0.01, 0, 0], [0, 0.015, 0.005]])
-    vertices = (joints[:, None] + corners).reshape(-1, 3)                        # (165, 3)
-    owner = np.repeat(np.arange(len(joints)), 3)
-    weights = np.eye(len(joints))[owner]
-    regressor = weights.T / 3
-    np.savez(path, v_template=vertices, f=np.arange(len(vertices)).reshape(-1, 3), J_regressor=regressor,
-             weights=weights, kintree_table=kintree, shapedirs=rng.normal(0, 0.003, (len(vertices), 3, 20)),
-             posedirs=rng.normal(0, 0.001, (len(vertices), 3, 486)), hands_componentsl=np.eye(45),
-             hands_componentsr=np.eye(45), hands_meanl=rng.normal(0, 0.1, 45), hands_meanr=np.zeros(45),
-             lmk_faces_idx=np.zeros(51, np.int64), lmk_bary_coords=np.full((51, 3), 1 / 3))
-    return path
 
 
 def pose(num_frames: int = 2, **joints) -> Motion:
@@ -98,7 +78,7 @@ def test_feet_on_the_floor_and_betas_change_the_shape(body):
     assert np.ptp(taller[0, :, 1]) > np.ptp(vertices[0, :, 1]) + 0.05
 
 
-def test_fast_skinning_matches_smplx_lbs(tmp_path):
+def test_fast_skinning_matches_smplx_lbs(tmp_path, write_tiny_smplx):
     """iter_body_vertices takes shortcuts (template shaped once, joint expression regressor); same result."""
     from smplx.lbs import lbs
 
@@ -118,7 +98,7 @@ def test_fast_skinning_matches_smplx_lbs(tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_smplx_betas_shape_a_real_smplx_body_but_not_the_stand_in(body, tmp_path):
+def test_smplx_betas_shape_a_real_smplx_body_but_not_the_stand_in(body, tmp_path, write_tiny_smplx):
     """A BEAT2 file's betas are SMPL-X shape components: on the stand-in's anny phenotype directions
     they made a child of it (issue 11)."""
     captured = Motion.rest(2, expression_space="arkit", betas=np.random.default_rng(0).normal(0, 1.5, 300))
@@ -164,7 +144,7 @@ def test_bad_body_file_is_a_one_line_input_error(tmp_path, name, content, messag
         load_body(path)
 
 
-def test_body_path_from_environment(tmp_path, monkeypatch):
+def test_body_path_from_environment(tmp_path, monkeypatch, write_tiny_smplx):
     monkeypatch.setenv("ASYNFUSION_BODY", str(write_tiny_smplx(tmp_path / "SMPLX_NEUTRAL.npz")))
     assert load_body().get_num_verts() == 165
     assert load_body().expression_space == "flame"  # a real SMPL-X file's expressions are FLAME components

@@ -6,13 +6,11 @@ microphone. The page is saved to test-artifacts/app-browser.png."""
 from pathlib import Path
 
 import pytest
-from test_app_client import EXAMPLE, ROOT, running_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 FAKE_MICROPHONE = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]  # a beeping one
-ARTIFACTS = ROOT / "test-artifacts"
 RENDER_SIZE, COMPARE_SIZE = 192, 128
 
 if not Path(CHROMIUM).exists():
@@ -21,9 +19,9 @@ sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("browser"), RENDER_SIZE, COMPARE_SIZE) as url:
-        yield url
+def app_options():
+    """conftest's app_url starts the app with these: a bigger video than its default, as a visitor sees it."""
+    return dict(render_size=RENDER_SIZE, compare_size=COMPARE_SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +39,14 @@ def open_page(playwright, url, extra_args=(), **context):
     return browser, page
 
 
-def test_generate_then_compare_in_a_browser(playwright, app_url):
+def test_generate_then_compare_in_a_browser(playwright, app_url, example_wav, repo_root):
     browser, page = open_page(playwright, app_url)
     try:
         page.get_by_role("button", name="Generate").click()  # nothing uploaded yet
         page.get_by_text("No audio: upload a file, record with the microphone, or pick an example.").wait_for()
 
-        page.locator("#speech input[type=file]").set_input_files(str(EXAMPLE))
-        page.locator(f"#speech a[download][href*='{EXAMPLE.name}']").wait_for(state="attached")  # upload done
+        page.locator("#speech input[type=file]").set_input_files(str(example_wav))
+        page.locator(f"#speech a[download][href*='{example_wav.name}']").wait_for(state="attached")  # upload done
         page.get_by_role("button", name="Generate").click()
         page.wait_for_function("() => { const v = document.querySelector('#avatar video');"
                                " return v !== null && !v.paused && v.currentTime > 0.3; }")
@@ -68,8 +66,9 @@ def test_generate_then_compare_in_a_browser(playwright, app_url):
         page.wait_for_function(f"() => {{ const v = document.querySelector('#compare-video video');"
                                f" return v !== null && v.videoWidth === 3 * {COMPARE_SIZE}; }}")
     finally:
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "app-browser.png"), full_page=True)
+        artifacts = repo_root / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        page.screenshot(path=str(artifacts / "app-browser.png"), full_page=True)
         browser.close()
 
 

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 import soundfile
-from conftest import speech_like
 
 from asynfusion.cli import main
 from asynfusion.motion import load_motion
@@ -69,7 +68,7 @@ def test_bench_table(tiny_checkpoint, speech_wav, capsys):
     assert "interaction variants" not in out and "rendering" not in out
 
 
-def bad_inputs(tmp_path):
+def bad_inputs(tmp_path, speech_like):
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "text.wav").write_text("not audio\n" * 50)
     (tmp_path / "notes.xyz").write_bytes(b"\x00\x01garbage" * 100)
@@ -84,8 +83,8 @@ def bad_inputs(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "text", "unsupported", "too long"])
-def test_bad_audio_gives_one_line_and_writes_nothing(tmp_path, tiny_checkpoint, case):
-    path, extra, message = bad_inputs(tmp_path)[case]
+def test_bad_audio_gives_one_line_and_writes_nothing(tmp_path, tiny_checkpoint, speech_like, case):
+    path, extra, message = bad_inputs(tmp_path, speech_like)[case]
     out = tmp_path / "out.npz"
     result = run("generate", path, "-o", out, "--checkpoint", tiny_checkpoint, *extra)
     assert result.returncode == 2

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 import soundfile
-from conftest import speech_like
-from test_app_client import running_app
 
 from asynfusion.motion import load_motion
 
@@ -42,7 +40,7 @@ LEAK_BOUND_MB = 100
 
 
 def server_pid(url: str) -> int:
-    """The `python app.py` that running_app started for this URL: a child of this process whose
+    """The `python app.py` that conftest's running_app started for this URL: a child of this process whose
     environment holds the URL's port (another app started by another test has another port)."""
     port = url.rsplit(":", 1)[1].strip("/")
     for entry in Path("/proc").iterdir():
@@ -92,12 +90,10 @@ class PeakSampler(threading.Thread):
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MALLOC_ARENA_MAX", MALLOC_ARENAS)  # running_app hands this environment to the app
-        with running_app(tmp_path_factory.mktemp("concurrency"), render_size=64, compare_size=64) as url:
-            patch.undo()  # the app has its copy; the tests' own process goes on as before
-            yield url
+def app_options():
+    """conftest's app_url starts the app with these: small videos, and MALLOC_ARENA_MAX in the app's
+    environment only (the tests' own process goes on as before)."""
+    return dict(render_size=64, compare_size=64, env={"MALLOC_ARENA_MAX": MALLOC_ARENAS})
 
 
 def burst(visitors, paths, seeds: dict[float, int], timeout: float) -> tuple[dict, dict]:
@@ -118,7 +114,7 @@ def burst(visitors, paths, seeds: dict[float, int], timeout: float) -> tuple[dic
     return results, errors
 
 
-def test_four_visitors_at_once_each_get_their_own_result_and_memory_comes_back(app_url, tmp_path):
+def test_four_visitors_at_once_each_get_their_own_result_and_memory_comes_back(app_url, tmp_path, speech_like):
     import imageio_ffmpeg
     from gradio_client import Client
 

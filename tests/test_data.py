@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from conftest import build_beat2_folder
 
 from asynfusion.audio import SAMPLE_RATE, audio_feature_dim
 from asynfusion.data.beat2 import build_windows, expression_space, load_clips, load_windows, read_split
@@ -13,7 +12,7 @@ CLIPS = {"2_scott_0_1_1": (150, "train"), "4_lawrence_0_2_2": (100, "train"), "2
 
 
 @pytest.fixture
-def beat2(tmp_path):
+def beat2(tmp_path, build_beat2_folder):
     build_beat2_folder(tmp_path, CLIPS, extra_rows=["9_nobody_0_9_9,additional,x"])
     return tmp_path
 

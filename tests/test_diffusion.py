@@ -1,6 +1,5 @@
 import pytest
 import torch
-from conftest import randomize_zero_inits, tiny_config
 
 from asynfusion.diffusion.registry import SAMPLERS
 from asynfusion.diffusion.sampler import sample, tick_plan
@@ -68,7 +67,7 @@ def test_tick_plan():
 
 
 @pytest.mark.parametrize("sampler, nfe", [("ddim", (25, 25)), ("sync-lcm", (8, 8)), ("async-lcm", (4, 8))])
-def test_nfe_counts(sampler, nfe):
+def test_nfe_counts(sampler, nfe, tiny_config):
     model = AsynFusionModel(tiny_config()).eval()
     audio = torch.randn(2, 16, model.config.audio_dim)
     x, stats = sample(model, audio, sampler, generator=torch.Generator().manual_seed(0))
@@ -79,7 +78,7 @@ def test_nfe_counts(sampler, nfe):
     assert x["expression"].shape == (2, 16, model.config.expression_dim)
 
 
-def test_async_never_computes_the_idle_branch():
+def test_async_never_computes_the_idle_branch(tiny_config):
     model = AsynFusionModel(tiny_config()).eval()
     audio = torch.randn(1, 16, model.config.audio_dim)
     sample(model, audio, "async-lcm")  # the one-off FLOP count evaluates the branches once; not counted below
@@ -94,7 +93,7 @@ def test_async_never_computes_the_idle_branch():
     assert calls["expression"] == 6 and calls["gesture"] == 2
 
 
-def test_async_flops_are_less_than_sync():
+def test_async_flops_are_less_than_sync(tiny_config):
     model = AsynFusionModel(tiny_config()).eval()
     audio = torch.randn(2, 16, model.config.audio_dim)
     _, sync = sample(model, audio, "sync-lcm")
@@ -103,7 +102,7 @@ def test_async_flops_are_less_than_sync():
     assert async_.gflops_expression == pytest.approx(sync.gflops_expression / 2)
 
 
-def test_flop_counting_can_be_skipped_without_changing_the_motion():
+def test_flop_counting_can_be_skipped_without_changing_the_motion(randomize_zero_inits, tiny_config):
     model = AsynFusionModel(tiny_config()).eval()
     randomize_zero_inits(model)
     audio = torch.randn(2, 16, model.config.audio_dim)
@@ -113,7 +112,7 @@ def test_flop_counting_can_be_skipped_without_changing_the_motion():
     assert all(torch.equal(counted[b], skipped[b]) for b in counted)
 
 
-def test_seeded_sampling_is_deterministic():
+def test_seeded_sampling_is_deterministic(randomize_zero_inits, tiny_config):
     model = AsynFusionModel(tiny_config()).eval()
     randomize_zero_inits(model)
     audio = torch.randn(2, 16, model.config.audio_dim)
@@ -123,7 +122,7 @@ def test_seeded_sampling_is_deterministic():
     assert torch.equal(a["gesture"], b["gesture"]) and not torch.equal(a["gesture"], c["gesture"])
 
 
-def test_flop_counts_follow_the_architecture_not_the_object():
+def test_flop_counts_follow_the_architecture_not_the_object(tiny_config):
     """Counts are cached; a model built after another one is freed must not get the old model's count."""
     audio = torch.randn(1, 16, tiny_config().audio_dim)
     counts = {}

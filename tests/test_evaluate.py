@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import build_beat2_folder, tiny_config
 
 from asynfusion.checkpoint import save_checkpoint, untrained_checkpoint
 from asynfusion.cli import main as cli_main
@@ -19,7 +18,7 @@ TINY_AUTOENCODER = AutoencoderConfig(expression_coeffs=52, expression_space="ark
 
 
 @pytest.fixture
-def data(tmp_path):
+def data(tmp_path, build_beat2_folder):
     root = build_beat2_folder(tmp_path / "beat2", CLIPS)
     (root / "corpus.json").write_text(json.dumps({"expression_space": "arkit"}))  # what tiny_config generates
     return root
@@ -56,7 +55,7 @@ def test_autoencoder_training_lowers_the_reconstruction_error(data):
     assert sum(record["val_reconstruction_mse"].values()) < sum(barely["val_reconstruction_mse"].values())
 
 
-def test_eval_prints_the_tables_and_writes_json(data, tmp_path, tiny_checkpoint, monkeypatch, capsys):
+def test_eval_prints_the_tables_and_writes_json(data, tmp_path, tiny_checkpoint, monkeypatch, capsys, tiny_config):
     model, record = autoencoder_module.train_autoencoder(data, TINY_AUTOENCODER, steps=5, batch_size=4, progress=False)
     monkeypatch.setenv("ASYNFUSION_AUTOENCODER", str(save_autoencoder(tmp_path / "ae", model, record)))
     save_checkpoint(tmp_path / "none", untrained_checkpoint(tiny_config(interaction="none")))

@@ -21,7 +21,6 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
-from conftest import speech_like
 
 from asynfusion.app import handlers
 from asynfusion.audio import SAMPLE_RATE
@@ -36,7 +35,7 @@ FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
 # ----------------------------------------------------------------------------
-# The inputs, each made in the test's own folder
+# The inputs, each made in the test's own folder (speech_like: conftest's fixture, passed along)
 # ----------------------------------------------------------------------------
 def write(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE, subtype: str = "PCM_16") -> Path:
     soundfile.write(path, samples, rate, subtype=subtype)
@@ -47,48 +46,48 @@ def ffmpeg(*args) -> None:
     subprocess.run([FFMPEG, "-nostdin", "-v", "error", "-y", *map(str, args)], check=True, timeout=60)
 
 
-def wav_bytes(folder: Path, seconds: float) -> bytes:
+def wav_bytes(folder: Path, seconds: float, speech_like) -> bytes:
     return write(folder / "whole.wav", speech_like(seconds)).read_bytes()
 
 
-def empty(folder: Path) -> Path:
+def empty(folder: Path, speech_like) -> Path:
     path = folder / "empty.wav"
     path.write_bytes(b"")
     return path
 
 
-def truncated(folder: Path) -> Path:  # the header promises 3 s, the data stops at 1.5 s
+def truncated(folder: Path, speech_like) -> Path:  # the header promises 3 s, the data stops at 1.5 s
     path = folder / "truncated.wav"
-    path.write_bytes(wav_bytes(folder, 3.0)[: 44 + int(1.5 * SAMPLE_RATE) * 2])
+    path.write_bytes(wav_bytes(folder, 3.0, speech_like)[: 44 + int(1.5 * SAMPLE_RATE) * 2])
     return path
 
 
-def header_only(folder: Path) -> Path:
+def header_only(folder: Path, speech_like) -> Path:
     path = folder / "header-only.wav"
-    path.write_bytes(wav_bytes(folder, 3.0)[:44])
+    path.write_bytes(wav_bytes(folder, 3.0, speech_like)[:44])
     return path
 
 
-def corrupt(folder: Path) -> Path:  # a WAV's first 12 bytes, then noise
+def corrupt(folder: Path, speech_like) -> Path:  # a WAV's first 12 bytes, then noise
     path = folder / "corrupt.wav"
-    path.write_bytes(wav_bytes(folder, 1.0)[:12] + np.random.default_rng(0).bytes(8000))
+    path.write_bytes(wav_bytes(folder, 1.0, speech_like)[:12] + np.random.default_rng(0).bytes(8000))
     return path
 
 
-def mpeg_garbage(folder: Path) -> Path:
+def mpeg_garbage(folder: Path, speech_like) -> Path:
     """An MP3 frame header, then noise: libsndfile hands it to mpg123, which prints notes onto stderr itself."""
     path = folder / "garbage.wav"
     path.write_bytes(b"\xff\xfb\x90\x64" + np.random.default_rng(0).bytes(8000))
     return path
 
 
-def text(folder: Path) -> Path:
+def text(folder: Path, speech_like) -> Path:
     path = folder / "notes.wav"
     path.write_text("Meeting notes, not a recording.\n" * 40)
     return path
 
 
-def video(folder: Path) -> Path:  # a phone video: H.264 picture and an AAC sound track
+def video(folder: Path, speech_like) -> Path:  # a phone video: H.264 picture and an AAC sound track
     source = write(folder / "source.wav", speech_like(1.5, 44100), 44100)
     path = folder / "clip.mp4"
     ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:r=10", "-i", source, "-c:v", "libx264", "-c:a", "aac",
@@ -97,7 +96,7 @@ def video(folder: Path) -> Path:  # a phone video: H.264 picture and an AAC soun
     return path
 
 
-def mp3(folder: Path) -> Path:
+def mp3(folder: Path, speech_like) -> Path:
     source = write(folder / "source.wav", speech_like(1.5, 44100), 44100)
     path = folder / "speech.mp3"
     ffmpeg("-i", source, path)
@@ -105,22 +104,22 @@ def mp3(folder: Path) -> Path:
     return path
 
 
-def stereo(folder: Path) -> Path:
+def stereo(folder: Path, speech_like) -> Path:
     left = speech_like(1.5, 44100)
     return write(folder / "stereo.wav", np.stack([left, 0.5 * left], axis=1), 44100)
 
 
-def clipped(folder: Path) -> Path:  # driven 20 dB past full scale: square-ish waves
+def clipped(folder: Path, speech_like) -> Path:  # driven 20 dB past full scale: square-ish waves
     return write(folder / "clipped.wav", np.clip(10 * speech_like(1.5), -1, 1))
 
 
-def nan_and_inf(folder: Path) -> Path:
+def nan_and_inf(folder: Path, speech_like) -> Path:
     samples = speech_like(1.5)
     samples[1000], samples[2000] = np.nan, np.inf
     return write(folder / "nan.wav", samples, subtype="FLOAT")
 
 
-def mp3_named_wav(folder: Path) -> Path:  # real example files are like that: an MP3 stream, a .wav name
+def mp3_named_wav(folder: Path, speech_like) -> Path:  # real example files are like that: an MP3 stream, a .wav name
     source = write(folder / "source.wav", speech_like(1.5, 44100), 44100)
     path = folder / "recording.wav"
     ffmpeg("-i", source, "-f", "mp3", path)
@@ -128,7 +127,7 @@ def mp3_named_wav(folder: Path) -> Path:  # real example files are like that: an
     return path
 
 
-def mp3_in_riff(folder: Path) -> Path:  # a RIFF/WAVE header around MP3 frames (format tag 0x55)
+def mp3_in_riff(folder: Path, speech_like) -> Path:  # a RIFF/WAVE header around MP3 frames (format tag 0x55)
     source = write(folder / "source.wav", speech_like(1.5, 22050), 22050)
     path = folder / "riff-mp3.wav"
     ffmpeg("-i", source, "-c:a", "libmp3lame", "-f", "wav", path)
@@ -136,7 +135,7 @@ def mp3_in_riff(folder: Path) -> Path:  # a RIFF/WAVE header around MP3 frames (
     return path
 
 
-def stereo_mp3(folder: Path) -> Path:
+def stereo_mp3(folder: Path, speech_like) -> Path:
     left = speech_like(1.5, 44100)
     source = write(folder / "source.wav", np.stack([left, 0.7 * left], axis=1), 44100)
     path = folder / "stereo-44k.mp3"
@@ -148,7 +147,7 @@ def stereo_mp3(folder: Path) -> Path:
 BEAT2_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "real" / "2_scott_0_2_2.wav"
 
 
-def beat2_float(folder: Path) -> Path:
+def beat2_float(folder: Path, speech_like) -> Path:
     """BEAT2's wave16k files are 16 kHz 32-bit float WAVs; real speech from the sample where it is here."""
     samples = soundfile.read(BEAT2_SPEECH, dtype="float32")[0][16_000:40_000] if BEAT2_SPEECH.is_file() \
         else speech_like(1.5)
@@ -158,7 +157,7 @@ def beat2_float(folder: Path) -> Path:
 TWO_HOURS = 2 * 3600
 
 
-def two_hour_header(folder: Path) -> Path:
+def two_hour_header(folder: Path, speech_like) -> Path:
     """A 16 kHz PCM WAV whose header says two hours: 1.5 s of speech, then zeros the file system stores
     sparsely (230 MB on paper), so decoding it all would be slow and large, and reading the header is not."""
     data_bytes = TWO_HOURS * SAMPLE_RATE * 2
@@ -175,7 +174,7 @@ def two_hour_header(folder: Path) -> Path:
 
 @dataclass
 class Case:
-    make: Callable[[Path], Path]
+    make: Callable[[Path, Callable[..., np.ndarray]], Path]  # (folder, speech_like) -> the input file
     cli: int | str         # frames when it works, else a regex the one-line message must match
     app: int | str | None = None  # the same for handlers.generate; None: as `cli`
 
@@ -189,26 +188,27 @@ CASES = {
     "MP3-like garbage named .wav": Case(mpeg_garbage, r"^error: cannot decode audio from garbage\.wav: "),
     "text file named .wav": Case(text, r"^error: cannot decode audio from notes\.wav: "),
     "mp4 video with AAC audio": Case(video, 45),
-    "8 kHz": Case(lambda f: write(f / "8k.wav", speech_like(1.5, 8000), 8000), 45),
-    "48 kHz": Case(lambda f: write(f / "48k.wav", speech_like(1.5, 48000), 48000), 45),
+    "8 kHz": Case(lambda f, speech_like: write(f / "8k.wav", speech_like(1.5, 8000), 8000), 45),
+    "48 kHz": Case(lambda f, speech_like: write(f / "48k.wav", speech_like(1.5, 48000), 48000), 45),
     "stereo 44.1 kHz": Case(stereo, 45),
-    "24-bit PCM": Case(lambda f: write(f / "pcm24.wav", speech_like(1.5), subtype="PCM_24"), 45),
-    "32-bit float": Case(lambda f: write(f / "float.wav", speech_like(1.5), subtype="FLOAT"), 45),
+    "24-bit PCM": Case(lambda f, speech_like: write(f / "pcm24.wav", speech_like(1.5), subtype="PCM_24"), 45),
+    "32-bit float": Case(lambda f, speech_like: write(f / "float.wav", speech_like(1.5), subtype="FLOAT"), 45),
     "MP3": Case(mp3, 45),
     "clipped at full scale": Case(clipped, 45),
-    "large DC offset": Case(lambda f: write(f / "dc.wav", 0.6 + speech_like(1.5)), 45),
+    "large DC offset": Case(lambda f, speech_like: write(f / "dc.wav", 0.6 + speech_like(1.5)), 45),
     # a still avatar is a fine answer to silence on the command line; the app names the muted microphone
-    "digital silence": Case(lambda f: write(f / "silence.wav", np.zeros(2 * SAMPLE_RATE, np.float32)), 60,
+    "digital silence": Case(lambda f, speech_like: write(f / "silence.wav", np.zeros(2 * SAMPLE_RATE, np.float32)), 60,
                             r"^The audio is silent \(its loudest moment is -200 dBFS\)"),
-    "0.2 s": Case(lambda f: write(f / "click.wav", speech_like(0.2)),
+    "0.2 s": Case(lambda f, speech_like: write(f / "click.wav", speech_like(0.2)),
                   r"^error: audio is 0\.20 s; at least 0\.25 s of speech is needed$",
                   r"^The recording is only 0\.20 s long"),
-    "exactly the cap": Case(lambda f: write(f / "cap.wav", speech_like(CAP)), round(CAP * 30)),
-    "one second past the cap": Case(lambda f: write(f / "long.wav", speech_like(CAP + 1)),
+    "exactly the cap": Case(lambda f, speech_like: write(f / "cap.wav", speech_like(CAP)), round(CAP * 30)),
+    "one second past the cap": Case(lambda f, speech_like: write(f / "long.wav", speech_like(CAP + 1)),
                                     r"^error: audio is 5\.0 s, longer than the 4 s cap \(raise it with --max-seconds",
                                     r"^The audio is 5\.0 s long, past the 4 s limit: tick 'Use only the first 4 s"),
     "NaN and inf samples": Case(nan_and_inf, r"^error: audio contains NaN or infinite samples: nan\.wav$"),
-    "float far past full scale": Case(lambda f: write(f / "huge.wav", 1e30 * speech_like(1.5), subtype="FLOAT"),
+    "float far past full scale": Case(lambda f, speech_like: write(f / "huge.wav", 1e30 * speech_like(1.5),
+                                                                   subtype="FLOAT"),
                                       r"^error: audio samples reach [0-9.]+e\+29, far past full scale \(1\.0\)"),
     "MP3 named .wav": Case(mp3_named_wav, 45),
     # 47: the encoder's delay and padding stay in, as a RIFF header has no field to say what to drop
@@ -218,7 +218,8 @@ CASES = {
     "WAV header claiming 2 hours": Case(two_hour_header,
                                         r"^error: audio is 7200\.0 s, longer than the 4 s cap \(raise it with",
                                         r"^The audio is 7200\.0 s long, past the 4 s limit: tick 'Use only the"),
-    "non-ASCII name with spaces": Case(lambda f: write(f / "Grüße aus Köln – take 2.wav", speech_like(1.5)), 45),
+    "non-ASCII name with spaces": Case(lambda f, speech_like: write(f / "Grüße aus Köln – take 2.wav",
+                                                                    speech_like(1.5)), 45),
 }
 
 
@@ -275,9 +276,9 @@ def assert_one_line_refusal(err: str, message: str) -> None:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_cli(case, checkpoint_dir, inputs, tmp_path, temp, capfd):
+def test_cli(case, checkpoint_dir, inputs, tmp_path, temp, capfd, speech_like):
     expected = CASES[case].cli
-    audio = CASES[case].make(inputs)
+    audio = CASES[case].make(inputs, speech_like)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / f"{audio.stem}.npz"
@@ -305,7 +306,7 @@ def test_cli(case, checkpoint_dir, inputs, tmp_path, temp, capfd):
     assert everything_in(temp) == []
 
 
-def test_cli_failed_render_leaves_no_motion_either(checkpoint_dir, inputs, tmp_path, temp, capfd):
+def test_cli_failed_render_leaves_no_motion_either(checkpoint_dir, inputs, tmp_path, temp, capfd, speech_like):
     audio = write(inputs / "speech.wav", speech_like(1.0))
     out = tmp_path / "out.npz"
     status = main(["generate", str(audio), "-o", str(out), "--checkpoint", str(checkpoint_dir),
@@ -316,8 +317,8 @@ def test_cli_failed_render_leaves_no_motion_either(checkpoint_dir, inputs, tmp_p
     assert everything_in(temp) == []
 
 
-def test_cli_cap_from_the_environment_in_a_fresh_process(checkpoint_dir, inputs, tmp_path, temp):
-    audio = CASES["one second past the cap"].make(inputs)
+def test_cli_cap_from_the_environment_in_a_fresh_process(checkpoint_dir, inputs, tmp_path, temp, speech_like):
+    audio = CASES["one second past the cap"].make(inputs, speech_like)
     out = tmp_path / "out.npz"
     env = {**os.environ, "ASYNFUSION_MAX_SECONDS": str(CAP)}  # TMPDIR is the fresh folder already
     result = subprocess.run([sys.executable, "-m", "asynfusion", "generate", str(audio), "-o", str(out),
@@ -361,9 +362,9 @@ def assert_refused(handler, audio: Path, message: str, settings: Settings, temp:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_app_generate(case, settings, inputs, temp, monkeypatch):
+def test_app_generate(case, settings, inputs, temp, monkeypatch, speech_like):
     expected = CASES[case].cli if CASES[case].app is None else CASES[case].app
-    audio = CASES[case].make(inputs)
+    audio = CASES[case].make(inputs, speech_like)
     if case not in REAL_RENDERS:
         monkeypatch.setattr(handlers, "_render", soundtrack_only)
     if isinstance(expected, str):
@@ -379,9 +380,10 @@ def test_app_generate(case, settings, inputs, temp, monkeypatch):
     assert_request_kept(settings, temp, Path(result.video).name, Path(result.motion).name)
 
 
-def test_app_trims_past_the_cap_when_asked(settings, inputs, temp, monkeypatch):
+def test_app_trims_past_the_cap_when_asked(settings, inputs, temp, monkeypatch, speech_like):
     monkeypatch.setattr(handlers, "_render", soundtrack_only)
-    result = handlers.generate(str(CASES["one second past the cap"].make(inputs)), trim=True, settings=settings)
+    audio = CASES["one second past the cap"].make(inputs, speech_like)
+    result = handlers.generate(str(audio), trim=True, settings=settings)
     assert_motion(Path(result.motion), round(CAP * 30))
     assert "(its first 4 s)" in result.note
     assert_request_kept(settings, temp, "speech.wav", Path(result.video).name, Path(result.motion).name)
@@ -389,10 +391,10 @@ def test_app_trims_past_the_cap_when_asked(settings, inputs, temp, monkeypatch):
 
 @pytest.mark.parametrize("case", ["mp4 video with AAC audio", "digital silence", "NaN and inf samples",
                                   "one second past the cap", "MP3-like garbage named .wav"])
-def test_app_compare(case, settings, inputs, temp, monkeypatch):
+def test_app_compare(case, settings, inputs, temp, monkeypatch, speech_like):
     monkeypatch.setattr(handlers, "_render", soundtrack_only)
     expected = CASES[case].cli if CASES[case].app is None else CASES[case].app
-    audio = CASES[case].make(inputs)
+    audio = CASES[case].make(inputs, speech_like)
     if isinstance(expected, str):
         assert_refused(handlers.compare, audio, expected.replace("^error: ", "^"), settings, temp)
         return
@@ -419,8 +421,8 @@ def reads(monkeypatch):
 
 
 def test_a_two_hour_header_is_refused_before_decoding(checkpoint_dir, settings, inputs, tmp_path, temp, capfd, reads,
-                                                      monkeypatch):
-    audio = two_hour_header(inputs)
+                                                      monkeypatch, speech_like):
+    audio = two_hour_header(inputs, speech_like)
     out = tmp_path / "out.npz"
     assert main(["generate", str(audio), "-o", str(out), "--checkpoint", str(checkpoint_dir)]) == 2  # default cap
     assert_one_line_refusal(capfd.readouterr().err, r"^error: audio is 7200\.0 s, longer than the 60 s cap")
@@ -435,7 +437,7 @@ def test_a_two_hour_header_is_refused_before_decoding(checkpoint_dir, settings, 
 
 @pytest.mark.parametrize("suffix", [".wav", ".mp3"])
 def test_64_seconds_of_speech_under_the_default_cap(suffix, checkpoint_dir, inputs, tmp_path, temp, capfd,
-                                                    monkeypatch):
+                                                    monkeypatch, speech_like):
     """Past the 60 s cap: one line with the way out (the CLI's cap, the app's trim box), and the trim works."""
     audio = write(inputs / "talk.wav", speech_like(64.0))
     if suffix == ".mp3":

@@ -1,7 +1,6 @@
 """The metrics on hand-made signals whose right answer is known."""
 
 import numpy as np
-from conftest import speech_like
 
 from asynfusion.data.baseline import loudness_envelope
 from asynfusion.evaluation import metrics
@@ -40,7 +39,7 @@ def test_beat_alignment_is_high_when_speed_minima_sit_on_the_onsets():
     assert metrics.beat_alignment(onsets, resting, reference) < aligned
 
 
-def test_lip_sync_is_one_for_a_jaw_that_follows_the_loudness():
+def test_lip_sync_is_one_for_a_jaw_that_follows_the_loudness(speech_like):
     samples = speech_like(4.0)
     num_frames = 120
     loudness = loudness_envelope(samples, num_frames)

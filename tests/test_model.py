@@ -1,6 +1,5 @@
 import pytest
 import torch
-from conftest import randomize_zero_inits, tiny_config
 
 from asynfusion.config import BRANCHES, INTERACTIONS
 from asynfusion.diffusion.schedule import NoiseSchedule
@@ -17,7 +16,7 @@ def inputs(config, batch=2, frames=16, seed=0):
 
 
 @pytest.mark.parametrize("interaction", INTERACTIONS)
-def test_shapes_for_every_variant(interaction):
+def test_shapes_for_every_variant(interaction, tiny_config):
     config = tiny_config(interaction=interaction)
     model = AsynFusionModel(config)
     x, t, audio = inputs(config)
@@ -32,7 +31,7 @@ FLOWS = {"none": (False, False), "e2g": (False, True), "g2e": (True, False), "na
 
 
 @pytest.mark.parametrize("interaction", INTERACTIONS)
-def test_information_flows_only_where_the_variant_allows(interaction):
+def test_information_flows_only_where_the_variant_allows(interaction, randomize_zero_inits, tiny_config):
     config = tiny_config(interaction=interaction)
     model = AsynFusionModel(config).eval()
     randomize_zero_inits(model)
@@ -45,7 +44,7 @@ def test_information_flows_only_where_the_variant_allows(interaction):
     assert (not torch.allclose(base["gesture"], perturbed_expression["gesture"])) == e_to_g
 
 
-def test_each_branch_reads_its_own_timestep():
+def test_each_branch_reads_its_own_timestep(randomize_zero_inits, tiny_config):
     config = tiny_config()
     model = AsynFusionModel(config).eval()
     randomize_zero_inits(model)
@@ -61,7 +60,7 @@ def test_each_branch_reads_its_own_timestep():
     assert torch.allclose(a["expression"], b["expression"])
 
 
-def test_buffered_features_equal_live_features():
+def test_buffered_features_equal_live_features(randomize_zero_inits, tiny_config):
     """A gesture-only evaluation reading the buffer equals the joint evaluation when nothing changed."""
     config = tiny_config()
     model = AsynFusionModel(config).eval()
@@ -75,7 +74,7 @@ def test_buffered_features_equal_live_features():
     torch.testing.assert_close(alone["gesture"], joint["gesture"])
 
 
-def test_a_branch_cannot_read_an_empty_buffer():
+def test_a_branch_cannot_read_an_empty_buffer(tiny_config):
     config = tiny_config()
     model = AsynFusionModel(config)
     x, t, audio = inputs(config)
@@ -84,7 +83,7 @@ def test_a_branch_cannot_read_an_empty_buffer():
 
 
 @pytest.mark.parametrize("prediction", ["x0", "v"])
-def test_zero_initialized_model_predicts_the_mean_motion(prediction):
+def test_zero_initialized_model_predicts_the_mean_motion(prediction, tiny_config):
     """adaLN-Zero: the untrained network outputs 0, i.e. x0 = 0 (the normalized mean) or v = 0."""
     config = tiny_config(prediction=prediction)
     x, t, audio = inputs(config)
@@ -99,7 +98,7 @@ def test_zero_initialized_model_predicts_the_mean_motion(prediction):
             assert torch.count_nonzero(out[b]) == 0
 
 
-def test_x0_prediction_round_trips_through_v():
+def test_x0_prediction_round_trips_through_v(tiny_config):
     """The schedule turns an x0-network's raw output into v; recovering x0 and noise from that v gives
     back what the network meant, and a v-network's output passes through as it is."""
     config = tiny_config()
@@ -114,7 +113,7 @@ def test_x0_prediction_round_trips_through_v():
 
 
 
-def test_speaker_embedding_conditions_both_branches():
+def test_speaker_embedding_conditions_both_branches(randomize_zero_inits, tiny_config):
     config = tiny_config(num_speakers=3)
     model = AsynFusionModel(config).eval()
     randomize_zero_inits(model)

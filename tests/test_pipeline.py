@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from conftest import speech_like, tiny_config
 
 from asynfusion.checkpoint import load_checkpoint, save_checkpoint, untrained_checkpoint
 from asynfusion.errors import InputError
@@ -40,7 +39,7 @@ def test_windows_cover_the_clip():
 
 
 @pytest.mark.parametrize("seconds", [0.6, 1.0, 7.3])
-def test_output_frame_count_is_duration_times_30(tiny_checkpoint, seconds):
+def test_output_frame_count_is_duration_times_30(tiny_checkpoint, seconds, speech_like):
     samples = speech_like(seconds)
     motion, report = Pipeline(tiny_checkpoint).generate(Request(samples))
     assert motion.num_frames == round(seconds * 30)
@@ -48,7 +47,7 @@ def test_output_frame_count_is_duration_times_30(tiny_checkpoint, seconds):
     assert np.all(np.isfinite(motion.poses))
 
 
-def test_same_seed_same_motion(tiny_checkpoint):
+def test_same_seed_same_motion(tiny_checkpoint, speech_like):
     pipeline = Pipeline(tiny_checkpoint, precision="fp32")
     samples = speech_like(3.0)
     a, _ = pipeline.generate(Request(samples, "async-lcm", seed=1))
@@ -59,7 +58,7 @@ def test_same_seed_same_motion(tiny_checkpoint):
     assert a.metadata["sampler"] == "async-lcm" and a.metadata["seed"] == 1
 
 
-def test_stitching_leaves_no_seam(tiny_checkpoint):
+def test_stitching_leaves_no_seam(tiny_checkpoint, speech_like):
     """At window boundaries the largest frame-to-frame jump stays within the clip's typical jumps."""
     pipeline = Pipeline(tiny_checkpoint, precision="fp32")
     motion, report = pipeline.generate(Request(speech_like(6.0), "sync-lcm", seed=0))
@@ -68,6 +67,6 @@ def test_stitching_leaves_no_seam(tiny_checkpoint):
     assert jumps.max() <= 3 * np.percentile(jumps, 99) + 1e-6
 
 
-def test_untrained_checkpoint_is_labelled():
+def test_untrained_checkpoint_is_labelled(tiny_config):
     checkpoint = untrained_checkpoint(tiny_config())
     assert not checkpoint.trained and "UNTRAINED" in checkpoint.info["description"]

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import speech_like
 
 from asynfusion.cli import main
 from asynfusion.evaluation.realism import Reference, jaw_depth, statistics, targets
@@ -43,7 +42,7 @@ def test_jaw_depth_separates_syllabic_from_held_open_mouths():
     assert jaw_depth(syllabic, speech) > 0.5 and jaw_depth(held, speech) < 0.05
 
 
-def test_reference_rows_and_targets_on_a_synthetic_capture():
+def test_reference_rows_and_targets_on_a_synthetic_capture(speech_like):
     rng = np.random.default_rng(0)
     capture = _swinging_arms(600, 0.3)
     capture.poses += np.cumsum(rng.normal(0, 0.003, capture.poses.shape), axis=0)
@@ -58,7 +57,7 @@ def test_reference_rows_and_targets_on_a_synthetic_capture():
     assert not met["upper_body_speed"] and slow.frechet_vs_still > itself.frechet_vs_still
 
 
-def test_realism_command_prints_the_table(tmp_path, capsys):
+def test_realism_command_prints_the_table(tmp_path, capsys, speech_like):
     capture = _swinging_arms(400, 0.3)
     save_motion(tmp_path / "capture.npz", capture)
     save_motion(tmp_path / "half.npz", _swinging_arms(400, 0.15))
@@ -72,7 +71,7 @@ def test_realism_command_prints_the_table(tmp_path, capsys):
     assert (tmp_path / "r.json").is_file()
 
 
-def test_realism_command_refuses_speech_of_another_length(tmp_path, capsys):
+def test_realism_command_refuses_speech_of_another_length(tmp_path, capsys, speech_like):
     import soundfile
 
     save_motion(tmp_path / "capture.npz", _swinging_arms(400, 0.3))

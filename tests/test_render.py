@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import soundfile
 from PIL import Image
-from test_body import write_tiny_smplx
 
 from asynfusion.errors import InputError
 from asynfusion.motion import JOINT, Motion
@@ -106,7 +105,7 @@ def test_side_by_side_is_one_wider_video_with_labels(tmp_path):
     assert motion_right < 0.2 * motion_left  # only the talking avatar moves (the other changes by codec noise)
 
 
-def test_a_user_supplied_smplx_file_renders(tmp_path):
+def test_a_user_supplied_smplx_file_renders(tmp_path, write_tiny_smplx):
     body_path = write_tiny_smplx(tmp_path / "SMPLX_NEUTRAL.npz")
     still = render_still(talking(4), 2, tmp_path / "tiny.png", body_path=body_path, size=SIZE)
     image = np.asarray(Image.open(still))

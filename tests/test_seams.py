@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-from conftest import speech_like
 
 from asynfusion.evaluation import metrics
 from asynfusion.motion import JAW, NUM_JOINTS
@@ -105,7 +104,7 @@ def test_degenerate_cases():
 # A minute of speech through the shipped checkpoint
 # ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def shipped():
+def shipped(speech_like):
     """The shipped checkpoint (the default), and a minute of speech-like audio with its features."""
     pipeline = Pipeline()
     samples = speech_like(SECONDS)

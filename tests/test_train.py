@@ -1,14 +1,12 @@
 """Training, resuming, distributed replicas and distillation, each a few steps on a tiny BEAT2-shaped folder."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_beat2_folder, tiny_config
 
 from asynfusion.checkpoint import load_checkpoint
 from asynfusion.pipeline import Pipeline
@@ -20,7 +18,7 @@ CLIPS = {"1_a_0_1_1": (80, "train"), "2_b_0_2_2": (70, "train"), "3_c_0_3_3": (6
 
 
 @pytest.fixture
-def data(tmp_path):
+def data(tmp_path, build_beat2_folder):
     return build_beat2_folder(tmp_path / "beat2", CLIPS)
 
 
@@ -31,7 +29,7 @@ def config(data, out, steps, **overrides):
     return TrainConfig(**values)
 
 
-def test_training_lowers_the_loss_and_writes_a_checkpoint(data, tmp_path):
+def test_training_lowers_the_loss_and_writes_a_checkpoint(data, tmp_path, tiny_config):
     model_config = tiny_config(expression_coeffs=100, expression_space="flame")
     out = train(config(data, tmp_path / "ckpt", 30, lr=3e-3), model_config, {"trained_on": "tiny test data"})
     checkpoint = load_checkpoint(out)
@@ -51,7 +49,7 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint(data, tmp_path):
     assert trained.item() < fresh.item()
 
 
-def test_resume_after_a_crash_matches_a_straight_run(data, tmp_path, monkeypatch):
+def test_resume_after_a_crash_matches_a_straight_run(data, tmp_path, monkeypatch, tiny_config):
     import asynfusion.training.loop as training
 
     model_config = tiny_config(expression_coeffs=100, expression_space="flame")
@@ -75,13 +73,7 @@ def test_resume_after_a_crash_matches_a_straight_run(data, tmp_path, monkeypatch
         torch.testing.assert_close(resumed.models["diffusion"].state_dict()[key], value)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_process_ddp_keeps_replicas_identical(data, tmp_path):
+def test_two_process_ddp_keeps_replicas_identical(data, tmp_path, free_port, tiny_config):
     checker = tmp_path / "check.py"
     checker.write_text(f"""
 import torch, torch.distributed as dist
@@ -110,7 +102,7 @@ torch.save(vector, {str(tmp_path)!r} + f"/rank{{dist.get_rank()}}.pt")
     assert load_checkpoint(tmp_path / "ddp").info["training"]["world_size"] == 2
 
 
-def test_distillation_adds_lcm_weights_the_samplers_use(data, tmp_path):
+def test_distillation_adds_lcm_weights_the_samplers_use(data, tmp_path, tiny_config):
     model_config = tiny_config(expression_coeffs=100, expression_space="flame")
     teacher = train(config(data, tmp_path / "teacher", 4), model_config)
     out = distill(DistillConfig(data=str(data), teacher=str(teacher), out=str(tmp_path / "student"), steps=4,
