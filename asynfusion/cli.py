@@ -44,6 +44,10 @@ def cmd_generate(args) -> None:
     video = _check_output(args.video, ".mp4") if args.video else None
     request = Request(load_audio(args.audio, args.max_seconds), args.sampler, args.steps_expression,
                       args.steps_gesture, args.seed)
+    if video:
+        from .render import prepare_in_background
+
+        setup = prepare_in_background(args.body)  # overlaps loading the checkpoint and sampling
     pipeline = Pipeline(args.checkpoint, args.precision)
     motion, report = pipeline.generate(request, count_flops=False)  # not printed here; `bench` counts them
     s = report.sampling
@@ -51,6 +55,7 @@ def cmd_generate(args) -> None:
     if video:  # rendered before the .npz is saved: a failed render leaves neither file
         from .render import render_video
 
+        setup.join()
         stats = render_video([motion], args.audio, video, labels=[motion_label(motion, s.sampler)],
                              body_path=args.body, size=args.size)
     save_motion(out, motion)

@@ -8,6 +8,29 @@
 Importing this package loads neither pyrender nor OpenGL: the platform must be chosen first (scene.py).
 """
 
+import threading
+
 from .video import render_still, render_video
 
-__all__ = ["render_still", "render_video"]
+__all__ = ["prepare_in_background", "render_still", "render_video"]
+
+
+def _prepare(body_path) -> None:
+    from .body import load_body
+    from .scene import choose_gl_platform
+
+    try:
+        choose_gl_platform()
+        import pyrender  # noqa: F401  (the import itself is the work: ~1.5 s of Python)
+
+        load_body(body_path)  # cached: render_video then finds it loaded
+    except Exception:  # noqa: BLE001 - render_video meets the same problem and reports it in one line
+        pass
+
+
+def prepare_in_background(body_path=None) -> threading.Thread:
+    """Import the renderer and load the body in a thread, while the caller generates: sampling runs in
+    torch's C++ code with the GIL released, so the ~2.5 s of renderer setup then costs no wall time."""
+    thread = threading.Thread(target=_prepare, args=(body_path,), name="renderer-setup", daemon=True)
+    thread.start()
+    return thread
