@@ -95,6 +95,19 @@ def cmd_render(args) -> None:
     print(f"{out}: {stats['frames']} frames at {stats['fps']:.1f} fps rendering")
 
 
+def cmd_export(args) -> None:
+    import time
+
+    from .export import export_motion
+    from .motion import load_motion
+
+    motion = load_motion(args.motion)
+    start = time.perf_counter()
+    out = export_motion(motion, args.output, body_path=args.body)
+    print(f"{out}: {motion.num_frames} frames ({motion.num_frames / motion.fps:.2f} s), "
+          f"{out.stat().st_size / 1e6:.2f} MB in {time.perf_counter() - start:.2f} s")
+
+
 def cmd_make_corpus(args) -> None:
     from .data.corpus.make import make_corpus
 
@@ -207,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body", default=None)
     p.add_argument("--size", type=int, default=Settings.render_size)
     p.set_defaults(run=cmd_render)
+
+    p = commands.add_parser("export", help="motion .npz -> .glb (skinned body + animation), .bvh (skeleton) "
+                                           "or .csv (ARKit curves, Live Link Face layout)")
+    p.add_argument("motion")
+    p.add_argument("-o", "--output", required=True, help="OUT.glb, OUT.bvh or OUT.csv: the extension chooses")
+    p.add_argument("--body", default=None, help="SMPL-X model .npz (default: ASYNFUSION_BODY or the free stand-in)")
+    p.set_defaults(run=cmd_export)
 
     p = commands.add_parser("make-corpus", help="write the built-in speech + motion corpus (BEAT2 layout)")
     p.add_argument("out_dir")

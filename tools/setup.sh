@@ -3,14 +3,17 @@
 # environment in .venv, the project and its pinned requirements.
 #   bash tools/setup.sh          runtime: what the app and the CLI need
 #   bash tools/setup.sh --dev    plus what the tests need (pytest, ruff, gradio_client, Playwright
-#                                driving Debian's Chromium, espeak-ng for the built-in corpus)
+#                                driving Debian's Chromium, espeak-ng for the built-in corpus; for the
+#                                export tests pygltflib, the Khronos glTF validator from npm into
+#                                tools/node_modules, and Blender's bpy in tools/blender-venv: ~1 GB, ~70 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libegl1 libgl1-mesa-dri libgles2)   # offscreen OpenGL (EGL through Mesa) for rendering
 requirements=requirements.txt
 if [[ "${1:-}" == "--dev" ]]; then
-  packages+=(espeak-ng chromium)
+  packages+=(espeak-ng chromium nodejs)
+  command -v npm >/dev/null || packages+=(npm)   # NodeSource's nodejs brings its own npm
   requirements=requirements-dev.txt
 fi
 
@@ -28,4 +31,11 @@ fi
 
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r "$requirements" -e .
+if [[ "${1:-}" == "--dev" ]]; then   # the export tests' readers (tests/test_export.py)
+  .venv/bin/pip install -q --disable-pip-version-check pygltflib==1.16.5
+  npm ci --prefix tools --no-audit --no-fund --silent   # gltf-validator, pinned in tools/package(-lock).json
+  # Blender as a module: bpy 4.5 LTS needs numpy < 2, so it gets an environment of its own.
+  python3 -m venv tools/blender-venv
+  tools/blender-venv/bin/pip install -q --disable-pip-version-check bpy==4.5.4
+fi
 echo "setup: done (.venv)"
