@@ -5,6 +5,9 @@
     bench AUDIO [--json]            the three samplers on one clip: NFE, seconds, GFLOPs per branch;
                                     interaction variants' cost; rendering fps
     render MOTION.npz [MORE.npz ...] --audio AUDIO -o OUT.mp4 [--body PATH] [--size 512]
+    export MOTION.npz -o OUT.glb|OUT.bvh|OUT.csv [--body PATH]
+                                    for Blender, Unity/Unreal, three.js: a skinned GLB with ARKit face
+                                    shapes, a BVH skeleton, or Live Link Face ARKit curves
     make-corpus OUT_DIR             the built-in speech + motion corpus (BEAT2 layout)
     realism [MOTION.npz ...] --reference CAPTURE.npz --audio SPEECH [--samplers ...] [--baseline MOOD ...]
                                     kinematic statistics against a real capture

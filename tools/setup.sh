@@ -31,8 +31,7 @@ fi
 
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r "$requirements" -e .
-if [[ "${1:-}" == "--dev" ]]; then   # the export tests' readers (tests/test_export.py)
-  .venv/bin/pip install -q --disable-pip-version-check pygltflib==1.16.5
+if [[ "${1:-}" == "--dev" ]]; then   # the export tests' other readers (tests/test_export.py)
   npm ci --prefix tools --no-audit --no-fund --silent   # gltf-validator, pinned in tools/package(-lock).json
   # Blender as a module: bpy 4.5 LTS needs numpy < 2, so it gets an environment of its own.
   python3 -m venv tools/blender-venv
