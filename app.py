@@ -3,7 +3,9 @@
     python app.py      # host and port: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; the rest: asynfusion/settings.py
 
 The page only lays things out; asynfusion.app.handlers does the work and returns file paths and tables,
-asynfusion.app.texts has the words, and the samplers come from asynfusion/diffusion/registry.py.
+asynfusion.app.texts has the words, asynfusion.app.player is the 3D player, and the samplers come from
+asynfusion/diffusion/registry.py. The page's Generate shows the 3D player as soon as the motion is made,
+then the rendered video; the API's /generate returns the video, motion, timings and note at the end.
 """
 
 import os
@@ -12,7 +14,7 @@ import sys
 
 import gradio as gr
 
-from asynfusion.app import handlers, texts
+from asynfusion.app import handlers, player, texts
 from asynfusion.diffusion.registry import DEFAULT_SAMPLER
 from asynfusion.errors import InputError
 from asynfusion.request import MAX_SEED
@@ -21,6 +23,7 @@ from asynfusion.settings import Settings
 try:
     settings = Settings.from_env()
     introduction = handlers.about(settings)  # loads the checkpoint: a bad path or setting stops here, in one line
+    avatar_standing = handlers.warm_up(settings)  # and what the first Generate needs
 except InputError as error:
     sys.exit(f"app.py: {error}")
 # Cached example results depend on the checkpoint: a folder per checkpoint keeps old results from showing.
@@ -34,6 +37,19 @@ def generate(audio, sampler, steps_expression, steps_gesture, seed, trim, speake
     except InputError as error:
         raise gr.Error(str(error), print_exception=False) from None
     return result.video, result.motion, result.timings, result.note
+
+
+def generate_in_steps(audio, sampler, steps_expression, steps_gesture, seed, trim, speaker, progress=gr.Progress()):
+    try:
+        for result in handlers.generate_steps(audio, sampler, steps_expression, steps_gesture, seed, trim, speaker,
+                                              settings=settings, progress=progress):
+            yield player.value(result.player), result.video, result.motion, result.exports, result.timings, result.note
+    except InputError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+
+
+def generate_example(audio, progress=gr.Progress()):
+    yield from generate_in_steps(audio, DEFAULT_SAMPLER, 0, 0, 0, False, 0, progress)
 
 
 def compare(audio, seed, trim, baseline, speaker, progress=gr.Progress()):
@@ -64,14 +80,20 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
             generate_button = gr.Button("Generate", variant="primary")
             examples = gr.Column()
         with gr.Column():
-            video = gr.Video(label="Avatar", autoplay=True, elem_id="avatar")
+            avatar_3d = player.component((avatar_standing, None, 0), elem_id="player")
+            # no autoplay: the 3D player has already said it by the time the video is rendered
+            video = gr.Video(label="Avatar video (rendered after the 3D view)", elem_id="avatar")
             timings = gr.Dataframe(headers=texts.TIMING_COLUMNS, label="Timing", interactive=False,
                                    elem_id="timings")
             motion = gr.File(label="Motion (.npz, BEAT2 / SMPL-X layout)")
+            exports = gr.File(label="For Blender, Unity, Unreal, three.js: .glb (body, face shapes, animation), "
+                                    ".bvh (skeleton), .csv (ARKit curves, Live Link Face)", file_count="multiple",
+                              elem_id="exports")
             note = gr.Markdown(label="Note")
+    generate_outputs = [avatar_3d, video, motion, exports, timings, note]
     with examples:  # under the inputs; declared here because it needs the outputs
-        gr.Examples([[path] for path in handlers.example_paths()], [audio], [video, motion, timings, note],
-                    fn=lambda path: generate(path, DEFAULT_SAMPLER, 0, 0, 0, False, 0),
+        gr.Examples([[path] for path in handlers.example_paths()], [audio], generate_outputs,
+                    fn=generate_example,
                     cache_examples=settings.cache_examples != "off",
                     cache_mode=None if settings.cache_examples == "off" else settings.cache_examples,
                     preload=0 if settings.cache_examples == "eager" else False)
@@ -89,8 +111,11 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
         compare_note = gr.Markdown(label="Compare note")
 
     dice.click(lambda: random.randint(0, MAX_SEED), outputs=seed, api_visibility="private", queue=False)
-    generate_button.click(generate, [audio, sampler, steps_expression, steps_gesture, seed, trim, speaker],
-                          [video, motion, timings, note], api_name="generate", concurrency_id="work")
+    generate_inputs = [audio, sampler, steps_expression, steps_gesture, seed, trim, speaker]
+    generate_button.click(generate_in_steps, generate_inputs, generate_outputs,
+                          show_progress_on=[video], api_visibility="private", concurrency_id="work")
+    # the API's /generate, on no trigger of the page: the same work, its four results at the end
+    gr.on([], generate, generate_inputs, [video, motion, timings, note], api_name="generate", concurrency_id="work")
     compare_button.click(compare, [audio, seed, trim, baseline, speaker],
                          [compare_video, compare_table, chart, compare_note], api_name="compare", concurrency_id="work")
 demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)

@@ -1,8 +1,9 @@
 """What the app does, without the UI: check the speech, generate, render, time it, tidy up.
 
-app.py lays out the page and calls `generate` and `compare`; each returns file paths and tables.
-Bad input raises InputError with a one-line message, which the app shows as it is. Nothing here
-imports Gradio, so these handlers are tested directly.
+app.py lays out the page and calls `generate_steps` (the page's Generate: the 3D player's files as soon
+as the motion is made, then the video), `generate` (the API's: everything at the end) and `compare`;
+each gives file paths and tables. Bad input raises InputError with a one-line message, which the app
+shows as it is. Nothing here imports Gradio, so these handlers are tested directly.
 
 Each request writes into its own folder under Settings.work_dir; folders older than
 Settings.keep_seconds are removed when a later request starts, and a failed request's folder at
@@ -19,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,25 @@ def _on_gpu(function):
 @_on_gpu
 def _sample(settings: Settings, request: Request, features: np.ndarray):
     return load_pipeline(settings).generate(request, features=features)
+
+
+def warm_up(settings: Settings) -> Path:
+    """Run at launch what the first Generate would otherwise wait for (torch's first sampling, loading the
+    body and the exporter: seconds on a busy machine), and write the body standing still as .glb, which
+    the page's 3D player loads before any result: its path. The still pose is the model's own on a
+    second of silence (on ZeroGPU, which samples only inside a request, the T-pose)."""
+    from ..export import export_motion
+    from ..motion import Motion
+
+    pipeline = load_pipeline(settings)
+    if on_space():
+        still = Motion.rest(1, expression_space=pipeline.config.expression_space)
+    else:
+        motion, _ = pipeline.generate(Request(np.zeros(SAMPLE_RATE, np.float32)))
+        still = replace(motion, poses=motion.poses[-1:], expressions=motion.expressions[-1:],
+                        trans=motion.trans[-1:])
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    return export_motion(still, settings.work_dir / "avatar-standing.glb", settings.body)
 
 
 # ----------------------------------------------------------------------------
@@ -231,10 +251,12 @@ def examples_cache_dir(settings: Settings) -> Path:
 
 @dataclass
 class GenerateResult:
-    video: str           # mp4: the avatar with the speech
+    video: str | None    # mp4: the avatar with the speech (None while it renders)
     motion: str          # npz: SMPL-X motion, BEAT2 layout
     timings: pd.DataFrame
     note: str            # Markdown: what ran, and the checkpoint's provenance
+    player: tuple | None = None  # (avatar .glb, speech .wav, frames) for the page's 3D player
+    exports: list[str] = field(default_factory=list)  # the motion as .glb, .bvh, .csv (the page's downloads)
 
 
 @dataclass
@@ -264,10 +286,24 @@ def generate(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER, step
              steps_gesture: float | None = 0, seed: float | None = 0, trim: bool = False, speaker: float | None = 0,
              settings: Settings | None = None, progress: Progress | None = None) -> GenerateResult:
     """Speech -> the avatar video, the motion .npz, a timing table and a note. Steps 0 = the sampler's own."""
+    *_, result = generate_steps(audio_path, sampler, steps_expression, steps_gesture, seed, trim, speaker,
+                                settings=settings, progress=progress, player=False)
+    return result
+
+
+def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER,
+                   steps_expression: float | None = 0, steps_gesture: float | None = 0, seed: float | None = 0,
+                   trim: bool = False, speaker: float | None = 0, settings: Settings | None = None,
+                   progress: Progress | None = None, player: bool = True) -> Iterator[GenerateResult]:
+    """`generate` in steps, for the page: with `player`, first a result without the video but with the 3D
+    player's files (the avatar as .glb, also the first export, and the speech as .wav) as soon as the
+    motion is made; then, rendered, the whole result with the .bvh and .csv exports too. Without
+    `player` (the API), only the whole result, without player files or exports."""
     settings = settings or Settings.from_env()
     progress = progress or _no_progress
     check = Request(np.zeros(0, np.float32), sampler, steps_expression, steps_gesture, seed,
                     check_speaker(settings, speaker))  # a bad choice fails before the audio is read
+    precision = load_pipeline(settings).precision
     with request_folder(settings) as folder:
         speech, features, features_seconds = _speech_and_features(audio_path, settings, trim, folder, progress,
                                                                   "audio features")
@@ -280,16 +316,27 @@ def generate(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER, step
         motion_path = folder / f"motion_{sampler}_{steps}_seed{request.seed}.npz"
         save_motion(motion_path, motion)
         generation = features_seconds + report.seconds_total
+        said = texts.generation_note(request, speech.seconds, speech.trimmed, settings.max_seconds, generation,
+                                     precision)
+        files, downloads, export_seconds = None, [], None
+        if player:
+            from . import exports
+
+            progress(0.25, desc="the 3D avatar")
+            files, export_seconds = exports.player_files(motion, speech.samples, motion_path, settings.body)
+            downloads = [files[0]]
+            yield GenerateResult(None, str(motion_path), texts.timing_table(report, features_seconds, None, precision,
+                                                                            export_seconds),
+                                 f"{said} The video is rendering.\n\n{provenance(settings)}", files, downloads)
+            downloads += exports.other_formats(motion, motion_path, settings.body)
         progress(0.3, desc="rendering")
         video_path = folder / "avatar.mp4"
         render = _render([motion], speech, video_path, [f"{request.title}: {generation:.2f} s"], settings,
                          settings.render_size, progress, 0.3)
-    precision = load_pipeline(settings).precision
-    cut = f" (its first {settings.max_seconds:g} s)" if speech.trimmed else ""
-    note = (f"{request.title} steps, seed {request.seed}, on {speech.seconds:.1f} s of speech{cut}: generated in "
-            f"{generation:.2f} s ({precision.name}), rendered in {render['seconds']:.1f} s.\n\n{provenance(settings)}")
-    return GenerateResult(str(video_path), str(motion_path),
-                          texts.timing_table(report, features_seconds, render, precision), note)
+    note = f"{said} Rendered in {render['seconds']:.1f} s.\n\n{provenance(settings)}"
+    yield GenerateResult(str(video_path), str(motion_path),
+                         texts.timing_table(report, features_seconds, render, precision, export_seconds), note,
+                         files, downloads)
 
 
 def _compared_motions(speech: Speech, features: np.ndarray, seed: int, speaker: int, baseline: bool,

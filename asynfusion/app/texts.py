@@ -56,9 +56,17 @@ and times each branch.
 procedural motion), not from BEAT2."""
 
 
-def timing_table(report, features_seconds: float, render: dict, precision) -> pd.DataFrame:
+def generation_note(request, speech_seconds: float, trimmed: bool, cap: float, generation: float, precision) -> str:
+    """Generate's note: what ran on how much speech, and how long it took."""
+    cut = f" (its first {cap:g} s)" if trimmed else ""
+    return (f"{request.title} steps, seed {request.seed}, on {speech_seconds:.1f} s of speech{cut}: generated in "
+            f"{generation:.2f} s ({precision.name}).")
+
+
+def timing_table(report, features_seconds: float, render: dict | None, precision,
+                 export_seconds: float | None = None) -> pd.DataFrame:
     """Generate's timing panel: the precision and why, network evaluations and seconds per branch,
-    generation, rendering, audio."""
+    generation, the 3D player's avatar (when made), rendering (once done), audio."""
     s = report.sampling
     generation = features_seconds + report.seconds_total
     rows = [
@@ -70,7 +78,14 @@ def timing_table(report, features_seconds: float, render: dict, precision) -> pd
         ("gesture branch: seconds", round(s.seconds_gesture, 3)),
         ("audio features: seconds", round(features_seconds, 3)),
         ("generation in all: seconds", round(generation, 3)),
-        (f"rendering {render['frames']} frames: seconds", round(render["seconds"], 2)),
+    ]
+    if export_seconds is not None:
+        rows.append(("3D avatar (.glb) for the player: seconds", round(export_seconds, 3)))
+    if render is not None:
+        rows.append((f"rendering {render['frames']} frames: seconds", round(render["seconds"], 2)))
+    else:
+        rows.append(("rendering the video", "in progress"))
+    rows += [
         ("audio length: seconds", round(report.audio_seconds, 2)),
         ("real-time factor (generation / audio length)", round(generation / report.audio_seconds, 4)),
     ]
