@@ -328,7 +328,7 @@ def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER
             yield GenerateResult(None, str(motion_path), texts.timing_table(report, features_seconds, None, precision,
                                                                             export_seconds),
                                  f"{said} The video is rendering.\n\n{provenance(settings)}", files, downloads)
-            downloads += exports.other_formats(motion, motion_path, settings.body)
+            downloads = [*downloads, *exports.other_formats(motion, motion_path, settings.body)]
         progress(0.3, desc="rendering")
         video_path = folder / "avatar.mp4"
         render = _render([motion], speech, video_path, [f"{request.title}: {generation:.2f} s"], settings,

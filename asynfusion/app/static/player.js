@@ -1,18 +1,20 @@
 // The page's 3D player: the avatar's .glb (skinned SMPL-X body, face shapes as morph targets, one
 // animation) played on the speech's clock.
 //
-// The <audio> element is the master clock: every animation frame poses the body at audio.currentTime,
-// so play, pause, seeking and the browser's own audio latency all move the lips with the sound. The
-// scene is drawn only when that time or the view changes (a paused player costs nothing and its
-// pixels stay put). The lighting is the video renderer's (asynfusion/render/shaders.py: hemisphere
-// ambient, key, fill and rim in world space, no colour management), on its background and floor.
+// The <audio> element is the master clock: every animation frame poses the body at the motion frame of
+// audio.currentTime, so play, pause, seeking and the browser's own audio latency all move the lips with
+// the sound. The scene is drawn only when that frame or the view changes (a paused player costs nothing
+// and its pixels stay put). The lighting is the video renderer's (asynfusion/render/shaders.py:
+// hemisphere ambient, key, fill and rim in world space, no colour management), on its background and
+// floor, framed as it frames the body.
 //
 // mount(THREE, element, props, watch) is called by the gr.HTML component's js_on_load
-// (asynfusion/app/player.py) with the vendored three.js bundle; props.value is null or
-// {avatar: {url}, speech: {url} or null, fps, frames}: without speech, the body standing still (shown before any
-// result, so the first result only brings an animation: no new mesh, shader or upload to wait for). The player's root element exposes its state for tests
-// and scripts: data-state (empty, loading, playing, paused, failed) and data-frame (the motion frame
-// on screen: floor(currentTime x fps), clamped to the last frame).
+// (asynfusion/app/player.py) with the vendored three.js bundle. props.value is null or
+// {avatar: {url}, speech: {url} or null, fps, frames}; without speech it is the body standing still,
+// shown before any result, so that a result only brings an animation: no new mesh, shader or upload
+// to wait for. The player's root element exposes its state for tests and scripts: data-state (empty,
+// loading, playing, paused, failed) and data-frame (the motion frame on screen: floor(currentTime x
+// fps), clamped to the last frame).
 
 // The renderer's colours (asynfusion/render/scene.py) and lights (shaders.py): direction, strength.
 const BACKGROUND = [0.93, 0.93, 0.92];
@@ -29,6 +31,14 @@ const VIEW_BOTTOM = 0.30, VIEW_TOP = 1.08, TILT_DEGREES = 8, FIELD_OF_VIEW = 20;
 const FACE_BAND = 0.42;  // metres framed by the close-up, which follows the head
 const FACE_ABOVE_HEAD_JOINT = 0.07;  // the head joint sits at the skull's base; the face is above it
 
+function softwareRenderer() {
+  const gl = document.createElement("canvas").getContext("webgl2");
+  const info = gl && gl.getExtension("WEBGL_debug_renderer_info");
+  const name = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+  gl?.getExtension("WEBGL_lose_context")?.loseContext();
+  return /swiftshader|llvmpipe|softpipe|software/i.test(name);
+}
+
 export function mount(THREE, element, props, watch) {
   const root = element.querySelector(".af-player");
   const canvas = root.querySelector("canvas");
@@ -43,7 +53,8 @@ export function mount(THREE, element, props, watch) {
 
   let renderer;
   try {
-    renderer = new THREE.WebGLRenderer({ canvas, antialias: true, preserveDrawingBuffer: true });
+    // Multisampling costs a software renderer (no GPU: SwiftShader, llvmpipe) 60 % more per frame
+    renderer = new THREE.WebGLRenderer({ canvas, antialias: !softwareRenderer() });
   } catch (error) {
     setState("failed", "The 3D view needs WebGL, which this browser does not offer: the video follows below.");
     return;
@@ -74,7 +85,7 @@ export function mount(THREE, element, props, watch) {
   controls.addEventListener("change", () => { dirty = true; });
 
   const player = { model: null, mixer: null, action: null, head: null, height: 1.7, fps: 30, frames: 0 };
-  let dirty = true, shownTime = -1, closeUp = false, loading = 0;
+  let dirty = true, shownFrame = -1, closeUp = false, loading = 0;
   const headPosition = new THREE.Vector3();
 
   function frameFullBody() {
@@ -126,15 +137,17 @@ export function mount(THREE, element, props, watch) {
   function tick() {
     requestAnimationFrame(tick);
     if (player.action) {
-      // The audio clock poses the body. The action's time is set directly rather than advanced by
-      // mixer.update(delta) or mixer.setTime(t): those loop (or, with LoopOnce, stop the action) at the
-      // clip's end, while the clock may stand past the last keyframe or seek back from there.
-      const time = audio.currentTime;
-      if (time !== shownTime) {
-        player.action.time = Math.min(time, player.action.getClip().duration);
+      // The audio clock picks the motion's frame, and the body takes that frame's pose exactly: 30 poses
+      // a second, as in the video, however often the screen refreshes (a software renderer draws a frame
+      // in ~0.1 s). The action's time is set directly rather than advanced by mixer.update(delta) or
+      // mixer.setTime(t): those loop (or, with LoopOnce, stop the action) at the clip's end, while the
+      // clock may stand past the last keyframe or seek back from there.
+      const frame = Math.max(0, Math.min(Math.floor(audio.currentTime * player.fps), player.frames - 1));
+      if (frame !== shownFrame) {
+        player.action.time = Math.min(frame / player.fps, player.action.getClip().duration);
         player.mixer.update(0);
-        shownTime = time;
-        root.dataset.frame = String(Math.min(Math.floor(time * player.fps), player.frames - 1));
+        shownFrame = frame;
+        root.dataset.frame = String(frame);
         if (closeUp) followHead();
         dirty = true;
       }
@@ -207,7 +220,7 @@ export function mount(THREE, element, props, watch) {
     player.frames = value.frames || Math.round(clip.duration * player.fps) + 1;
     player.action = player.mixer.clipAction(clip);
     player.action.play();
-    shownTime = -1;
+    shownFrame = -1;
   }
 
   async function load(value) {
@@ -248,10 +261,12 @@ export function mount(THREE, element, props, watch) {
     try {
       await audio.play();
     } catch (error) {
-      // The browser allows sound only after a click on the page: start muted, say how to unmute.
+      // NotAllowedError: the browser allows sound only after a click on the page, so start muted and
+      // say how to unmute. (An AbortError means the visitor paused first: the player stays paused.)
+      if (error.name !== "NotAllowedError" || token !== loading) return;
       audio.muted = true;
       await audio.play().catch(() => {});
-      if (token === loading) message.textContent = "Muted until you click the player's sound button.";
+      message.textContent = "Muted until you click the player's sound button.";
     }
   }
 

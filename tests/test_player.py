@@ -1,0 +1,207 @@
+"""The 3D player (asynfusion/app/player.py, static/player.js): the page's Generate gives the player its
+files before the video, and in a real headless Chromium (Debian's, WebGL through SwiftShader) the avatar
+moves while the speech plays, holds still when it is paused, shows the frame of the audio's time after
+a seek, and the page does all of it with every request off this machine refused."""
+
+import math
+import struct
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import soundfile
+
+from asynfusion.app import handlers
+from asynfusion.settings import Settings
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+FPS = 30
+PLAYER = "#player .af-player"
+
+
+# ----------------------------------------------------------------------------
+# The handler: the player's files first, the video after
+# ----------------------------------------------------------------------------
+@pytest.fixture
+def settings(checkpoint_dir, tmp_path):
+    return Settings(checkpoint=str(checkpoint_dir), render_size=64, compare_size=64, max_seconds=4.0,
+                    work_dir=tmp_path / "work", cache_examples="off")
+
+
+def glb_header(path) -> tuple[bytes, int]:
+    magic, version, length = struct.unpack("<4sII", Path(path).read_bytes()[:12])
+    assert length == Path(path).stat().st_size
+    return magic, version
+
+
+def test_generate_steps_gives_the_player_first_then_the_video(settings, tmp_path, speech_like):
+    audio = tmp_path / "speech.wav"
+    soundfile.write(audio, speech_like(1.5), 16_000)
+    first, last = list(handlers.generate_steps(str(audio), "async-lcm", seed=2, settings=settings))
+
+    assert first.video is None and Path(first.motion).exists()
+    avatar, speech, frames = first.player
+    assert glb_header(avatar) == (b"glTF", 2) and frames == 45
+    assert soundfile.info(speech).samplerate == 16_000 and soundfile.info(speech).frames == 24_000
+    assert first.exports == [avatar]
+    timings = dict(zip(first.timings["measure"], first.timings["value"]))
+    assert timings["rendering the video"] == "in progress"
+    assert timings["3D avatar (.glb) for the player: seconds"] > 0
+    assert "The video is rendering." in first.note
+
+    assert Path(last.video).stat().st_size > 1000 and last.motion == first.motion and last.player == first.player
+    assert [Path(path).suffix for path in last.exports] == [".glb", ".bvh", ".csv"]
+    assert all(Path(path).parent == Path(avatar).parent for path in last.exports)
+    assert "rendering 45 frames: seconds" in set(last.timings["measure"])
+
+
+def test_warm_up_writes_the_body_standing_still(settings):
+    path = handlers.warm_up(settings)
+    assert path.parent == settings.work_dir and glb_header(path) == (b"glTF", 2)
+
+
+def test_the_vendored_three_is_the_release_its_notice_names(repo_root):
+    vendor = repo_root / "assets" / "vendor" / "three"
+    notice = (vendor / "NOTICE").read_text()
+    assert "three.js 0.187.0" in notice and "npm integrity sha512-" in notice
+    assert (vendor / "LICENSE").read_text().startswith("The MIT License")
+    bundle = (vendor / "three.bundle.min.js").read_text()
+    assert bundle.startswith("/**\n * @license") and '="187"' in bundle[:2000]  # three's REVISION
+    assert "GLTFLoader" in bundle and "OrbitControls" in bundle
+    assert (repo_root / "tools" / "vendor_three.sh").exists()
+
+
+# ----------------------------------------------------------------------------
+# In Chromium
+# ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def app_options():
+    return dict(render_size=64, compare_size=64)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser, url, route=None):
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    if route is not None:
+        context.route("**/*", route)
+    page = context.new_page()
+    page.set_default_timeout(180_000)
+    page.goto(url)
+    page.wait_for_function(f"() => document.querySelector('{PLAYER}')?.dataset.state === 'empty'")  # body loaded
+    return page
+
+
+def picture(page) -> bytes:
+    """What the visitor sees of the 3D view: a screenshot of the canvas above the message strip along its
+    foot, after two more animation frames. (Read back in the page, the same unchanged canvas gave two
+    different pictures under Chromium's software WebGL; the screenshots agree.)"""
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    box = page.locator("#player canvas").bounding_box()
+    return page.screenshot(clip={"x": box["x"], "y": box["y"], "width": box["width"], "height": box["height"] * 0.85})
+
+
+def generate(page, wav: Path) -> float:
+    """Upload `wav`, press Generate and wait until the player plays; the seconds from the click to the
+    first new picture in the 3D view (to within a screenshot's time, about a tenth of a second here)."""
+    page.locator("#speech input[type=file]").set_input_files(str(wav))
+    page.locator(f"#speech a[download][href*='{wav.name}']").wait_for(state="attached")
+    before = picture(page)
+    clicked = time.monotonic()
+    page.get_by_role("button", name="Generate").click()
+    while picture(page) == before:
+        assert time.monotonic() - clicked < 180, "the 3D view never changed"
+    seconds = time.monotonic() - clicked
+    page.wait_for_function(f"() => document.querySelector('{PLAYER}').dataset.state === 'playing'")
+    return seconds
+
+
+def player_state(page) -> dict:
+    return page.evaluate(f"""() => {{ const root = document.querySelector('{PLAYER}');
+      const audio = root.querySelector('audio');
+      return {{state: root.dataset.state, frame: Number(root.dataset.frame), time: audio.currentTime,
+               paused: audio.paused, duration: audio.duration}}; }}""")
+
+
+def seek(page, seconds: float) -> dict:
+    """Seek the speech (the player's own control does the same); the player's state once it has drawn."""
+    page.evaluate(f"""(seconds) => new Promise((resolve) => {{
+      const audio = document.querySelector('{PLAYER} audio');
+      audio.addEventListener('seeked', resolve, {{once: true}});
+      audio.currentTime = seconds;
+    }})""", seconds)
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    return player_state(page)
+
+
+def test_the_avatar_moves_with_the_speech_holds_when_paused_and_follows_a_seek(browser, app_url, tmp_path,
+                                                                              speech_like):
+    wav = tmp_path / "speech.wav"
+    soundfile.write(wav, speech_like(8.0), 16_000)  # long enough for a few screenshots while it plays
+    page = open_page(browser, app_url)
+    seconds = generate(page, wav)
+    print(f"\nfrom the click to the first new picture in the 3D view: {seconds:.2f} s (tiny checkpoint)")
+
+    pictures = {picture(page)}
+    while len(pictures) < 3 and not player_state(page)["paused"]:  # software WebGL: a few frames a second
+        pictures.add(picture(page))
+    assert len(pictures) == 3, "the 3D view did not change while the speech played"
+
+    page.evaluate(f"() => document.querySelector('{PLAYER} audio').pause()")
+    still = picture(page)  # the player has drawn the time it paused at
+    paused = player_state(page)
+    assert paused["paused"] and paused["state"] == "paused"
+    page.wait_for_timeout(1000)
+    assert picture(page) == still and player_state(page)["frame"] == paused["frame"]
+
+    frames = round(8.0 * FPS)  # the motion's frame count
+    for target in (0.5, 2.0, 7.99, paused["duration"]):
+        state = seek(page, target)
+        expected = min(math.floor(state["time"] * FPS), frames - 1)
+        assert abs(state["frame"] - expected) <= 1, (target, state, expected)
+    assert seek(page, paused["duration"])["frame"] == frames - 1  # past the last key: the last frame
+
+    state = seek(page, 2.0)
+    full_view = picture(page)
+    page.get_by_role("button", name="Face close-up").click()
+    assert page.get_by_role("button", name="Face close-up").get_attribute("aria-pressed") == "true"
+    assert picture(page) != full_view and player_state(page)["frame"] == state["frame"]
+    page.get_by_role("button", name="Reset view").click()
+    assert picture(page) == full_view
+
+    page.evaluate(f"() => document.querySelector('{PLAYER} audio').play()")
+    page.wait_for_function(f"() => document.querySelector('{PLAYER}').dataset.state === 'playing'")
+    page.wait_for_function("() => document.querySelector('#avatar video') !== null")  # the video, rendered after
+    page.context.close()
+
+
+def test_the_page_works_with_the_network_blocked(browser, app_url, example_wav):
+    left, three = [], []
+
+    def local_only(route):
+        url = urlparse(route.request.url)
+        if url.scheme in ("http", "https", "ws", "wss") and url.hostname not in ("127.0.0.1", "localhost"):
+            left.append(route.request.url)
+            return route.abort()
+        if url.path.endswith("three.bundle.min.js"):
+            three.append(url.hostname)
+        return route.continue_()
+
+    page = open_page(browser, app_url, local_only)
+    generate(page, example_wav)
+    page.wait_for_function(f"() => Number(document.querySelector('{PLAYER}').dataset.frame) > 15")  # it plays
+    assert three == ["127.0.0.1"]  # three.js came from the app itself
+    assert left == [], f"the page asked for {left}"
+    page.context.close()
