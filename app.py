@@ -80,7 +80,7 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
             generate_button = gr.Button("Generate", variant="primary")
             examples = gr.Column()
         with gr.Column():
-            avatar_3d = player.component((avatar_standing, None, 0), elem_id="player")
+            avatar_3d = player.component((avatar_standing, None, 0), label="Avatar in 3D", elem_id="player")
             # no autoplay: the 3D player has already said it by the time the video is rendered
             video = gr.Video(label="Avatar video (rendered after the 3D view)", elem_id="avatar")
             timings = gr.Dataframe(headers=texts.TIMING_COLUMNS, label="Timing", interactive=False,

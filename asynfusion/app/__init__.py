@@ -1,7 +1,11 @@
-"""What the Gradio page does, without the UI (app.py lays it out).
+"""What the Gradio page does (app.py lays it out).
 
-    handlers.py  check the request, generate, render, time it, tidy up: `generate` and `compare`
+    handlers.py  check the request, generate, render, time it, tidy up: `generate_steps` (the page's
+                 Generate: the 3D player first, then the video), `generate` (the API's) and `compare`
+    exports.py   the 3D player's files and the motion's exports (.glb, .bvh, .csv) for the page
     texts.py     what the page says: the introduction, the provenance note, the timing tables and chart
+    player.py    the 3D player component; static/ its page script, markup and style (three.js is vendored
+                 in assets/vendor/three)
 
-Nothing here imports Gradio, so the handlers are tested directly.
+Only player.py imports Gradio, so the handlers are tested directly.
 """

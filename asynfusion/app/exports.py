@@ -24,6 +24,20 @@ def player_files(motion, samples: np.ndarray, stem: Path, body: str | None) -> t
     return (str(avatar), str(speech), motion.num_frames), seconds
 
 
+def standing_body(motion, expression_space: str, path: Path, body: str | None) -> Path:
+    """The player's body before any result, as .glb: standing in `motion`'s last pose (the model's own on
+    silence), or in the T-pose when there is none."""
+    from dataclasses import replace
+
+    from ..motion import Motion
+
+    if motion is None:
+        still = Motion.rest(1, expression_space=expression_space)
+    else:
+        still = replace(motion, poses=motion.poses[-1:], expressions=motion.expressions[-1:], trans=motion.trans[-1:])
+    return export_motion(still, path, body)
+
+
 def other_formats(motion, stem: Path, body: str | None) -> list[str]:
     """The .bvh, and the Live Link Face .csv when the motion's face is in ARKit terms."""
     paths = [export_motion(motion, stem.with_suffix(".bvh"), body)]

@@ -34,6 +34,8 @@ from ..settings import ROOT, Settings, on_space
 from . import texts
 
 EXAMPLES_DIR = ROOT / "assets" / "examples"
+# What the page shows of a Generate result, in order (the columns of cached examples)
+RESULT_LAYOUT = "3D player, video, motion .npz, exports, timings, note"
 SILENCE_DBFS = -50.0  # the loudest 20 ms of speech is far above this; a muted microphone stays below
 
 Progress = Callable[..., object]  # progress(fraction, desc=text); a gr.Progress fits
@@ -82,20 +84,14 @@ def _sample(settings: Settings, request: Request, features: np.ndarray):
 def warm_up(settings: Settings) -> Path:
     """Run at launch what the first Generate would otherwise wait for (torch's first sampling, loading the
     body and the exporter: seconds on a busy machine), and write the body standing still as .glb, which
-    the page's 3D player loads before any result: its path. The still pose is the model's own on a
-    second of silence (on ZeroGPU, which samples only inside a request, the T-pose)."""
-    from ..export import export_motion
-    from ..motion import Motion
+    the page's 3D player loads before any result: its path."""
+    from . import exports
 
     pipeline = load_pipeline(settings)
-    if on_space():
-        still = Motion.rest(1, expression_space=pipeline.config.expression_space)
-    else:
-        motion, _ = pipeline.generate(Request(np.zeros(SAMPLE_RATE, np.float32)))
-        still = replace(motion, poses=motion.poses[-1:], expressions=motion.expressions[-1:],
-                        trans=motion.trans[-1:])
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
-    return export_motion(still, settings.work_dir / "avatar-standing.glb", settings.body)
+    # on ZeroGPU, sampling runs only inside a request: there the body stands in the T-pose
+    motion = None if on_space() else pipeline.generate(Request(np.zeros(SAMPLE_RATE, np.float32)))[0]
+    return exports.standing_body(motion, pipeline.config.expression_space,
+                                 settings.work_dir / "avatar-standing.glb", settings.body)
 
 
 # ----------------------------------------------------------------------------
@@ -239,9 +235,9 @@ def example_paths() -> list[str]:
 
 def examples_cache_dir(settings: Settings) -> Path:
     """A folder for Gradio's cached example results named after everything they depend on, so a new
-    checkpoint, body or video size gets fresh results instead of stale ones."""
+    checkpoint, body, video size or set of results on the page gets fresh results instead of stale ones."""
     pipeline = load_pipeline(settings)  # the precision that runs here, not the setting ("auto")
-    digest = hashlib.sha256(f"{settings.body}|{settings.render_size}|{pipeline.precision}".encode())
+    digest = hashlib.sha256(f"{settings.body}|{settings.render_size}|{pipeline.precision}|{RESULT_LAYOUT}".encode())
     checkpoint_dir = pipeline.checkpoint.path
     for path in sorted(checkpoint_dir.iterdir()) + [Path(p) for p in example_paths()]:
         if path.is_file():

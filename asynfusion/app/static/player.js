@@ -29,7 +29,7 @@ const LIGHTS = [
 // The video frames the band from the hands to above the head, seen slightly from above.
 const VIEW_BOTTOM = 0.30, VIEW_TOP = 1.08, TILT_DEGREES = 8, FIELD_OF_VIEW = 20;
 const FACE_BAND = 0.42;  // metres framed by the close-up, which follows the head
-const FACE_ABOVE_HEAD_JOINT = 0.07;  // the head joint sits at the skull's base; the face is above it
+const FACE_ABOVE_HEAD_JOINT = 0.03;  // the head joint sits at the skull's base: the face's middle is above it
 
 function softwareRenderer() {
   const gl = document.createElement("canvas").getContext("webgl2");
