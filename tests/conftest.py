@@ -159,39 +159,16 @@ def speech_wav(tmp_path):
 
 # The helpers as fixtures: test modules take them as arguments instead of importing this module.
 # Session-scoped (they are plain functions), so module-scoped fixtures can use them too.
-@pytest.fixture(name="tiny_config", scope="session")
-def tiny_config_fixture():
-    return tiny_config
+def _as_fixture(helper):
+    @pytest.fixture(name=helper.__name__, scope="session")
+    def fixture():
+        return helper
+    return fixture
 
 
-@pytest.fixture(name="speech_like", scope="session")
-def speech_like_fixture():
-    return speech_like
-
-
-@pytest.fixture(name="randomize_zero_inits", scope="session")
-def randomize_zero_inits_fixture():
-    return randomize_zero_inits
-
-
-@pytest.fixture(name="build_beat2_folder", scope="session")
-def build_beat2_folder_fixture():
-    return build_beat2_folder
-
-
-@pytest.fixture(name="write_tiny_checkpoint", scope="session")
-def write_tiny_checkpoint_fixture():
-    return write_tiny_checkpoint
-
-
-@pytest.fixture(name="write_tiny_smplx", scope="session")
-def write_tiny_smplx_fixture():
-    return write_tiny_smplx
-
-
-@pytest.fixture(name="free_port", scope="session")
-def free_port_fixture():
-    return free_port
+for _helper in (tiny_config, speech_like, randomize_zero_inits, build_beat2_folder, write_tiny_checkpoint,
+                write_tiny_smplx, free_port):
+    globals()[f"{_helper.__name__}_fixture"] = _as_fixture(_helper)
 
 
 @pytest.fixture(scope="session")
