@@ -50,7 +50,7 @@ def cmd_generate(args) -> None:
     if video:
         from .render import prepare_in_background
 
-        setup = prepare_in_background(args.body)  # overlaps loading the checkpoint and sampling
+        setup = prepare_in_background(args.body, args.size)  # overlaps loading the checkpoint and sampling
     pipeline = Pipeline(args.checkpoint, args.precision)
     motion, report = pipeline.generate(request, count_flops=False)  # not printed here; `bench` counts them
     s = report.sampling
@@ -127,7 +127,7 @@ def cmd_train(args) -> None:
     model_config = ModelConfig(expression_space=space, expression_coeffs=args.expression_coeffs or (
         52 if space == "arkit" else 100), **given(args, "width", "depth", "heads", "interaction", "num_speakers"))
     config = TrainConfig(data=args.data, out=args.out, bf16=training_bf16(args), init=args.init,
-                         **given(args, "steps", "batch_size", "lr", "seed", "save_every", "threads"))
+                         **given(args, "steps", "batch_size", "lr", "seed", "save_every", "threads", "pause_weight"))
     info = {"trained_on": args.trained_on or f"{'built-in corpus' if space == 'arkit' else 'BEAT2'} at {args.data}"}
     print(f"checkpoint written to {train(config, model_config, info)}")
 
@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     # unset options keep the defaults of TrainConfig (training/train.py) and ModelConfig (config.py)
     for option, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--width", int), ("--depth", int),
                          ("--heads", int), ("--num-speakers", int), ("--save-every", int), ("--threads", int),
-                         ("--seed", int)):
+                         ("--seed", int), ("--pause-weight", float)):
         p.add_argument(option, type=kind, default=None)
     p.add_argument("--interaction", choices=INTERACTIONS, default=None)
     p.add_argument("--expression-coeffs", type=int, default=None, help="default: 52 (ARKit corpus) or 100 (BEAT2)")
@@ -304,3 +304,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(error).__name__}: {error} (set ASYNFUSION_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
     return 0
+
+
+def run() -> None:
+    """The console entry point (`asynfusion`, `python -m asynfusion`): main(), then a quick exit.
+
+    Tearing down an interpreter that has loaded torch and pyrender takes about a second (module
+    finalizers, not our work): a tenth of a 10 s clip's end-to-end time. Once the command is done,
+    stdio is flushed and the exit handlers run (temporary folders, logging), then the process ends
+    without the teardown. With threads still working it exits the usual way instead.
+    """
+    import atexit
+    import os
+    import threading
+
+    status = main()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(status)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(status)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from asynfusion.data.baseline import loudness_envelope
+from asynfusion.data.corpus import cues
 from asynfusion.evaluation import metrics
 from asynfusion.motion import JAW, JOINT, NUM_JOINTS, Motion
 
@@ -86,8 +87,8 @@ def test_calm_in_pauses_compares_pause_and_speech_speed():
     assert jaw < 0.05 and arms < 0.05
     jaw, arms = metrics.calm_in_pauses(wobble, positions + wobble[:, None, None], loudness)
     assert 0.8 < jaw < 1.2 and 0.8 < arms < 1.2
-    pause, speech = metrics.pause_and_speech_frames(loudness)
-    assert pause.sum() == 45 - 2 * metrics.PAUSE_MARGIN and speech.sum() == 120
+    pause, speech = cues.pause_and_speech_frames(loudness)
+    assert pause.sum() == 45 - 2 * cues.PAUSE_MARGIN and speech.sum() == 120
     assert np.isnan(metrics.calm_in_pauses(wobble, positions, np.full(100, 0.8))[0])  # no pause, no score
 
 

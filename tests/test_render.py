@@ -260,3 +260,19 @@ def test_the_culled_one_sided_picture_matches_the_two_sided_one(tmp_path, monkey
     two_sided = np.asarray(Image.open(render_still(motion, 5, tmp_path / "two-sided.png", size=256)), int)
     differing = (np.abs(culled - two_sided).max(-1) > 8).mean()
     assert differing < 1e-3  # a few pixels where the close-up's neck is cut open
+
+
+def test_a_stage_set_up_in_another_thread_renders_the_same_frames(tmp_path):
+    import asynfusion.render.video
+    from asynfusion.render import prepare_in_background
+
+    motion = talking(8)
+    fresh = tmp_path / "fresh.mp4"
+    render_video([motion], None, fresh, size=SIZE, progress=lambda done, total: None)
+    prepare_in_background(None, SIZE).join()
+    if choose_gl_platform() == "egl":  # only an EGL context can move between threads
+        assert len(asynfusion.render.video._prepared) == 1
+    prepared = tmp_path / "prepared.mp4"
+    render_video([motion], None, prepared, size=SIZE, progress=lambda done, total: None)
+    assert not asynfusion.render.video._prepared  # taken by the render, not left behind
+    assert np.array_equal(np.stack(decoded_frames(fresh)), np.stack(decoded_frames(prepared)))

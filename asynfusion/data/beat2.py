@@ -25,8 +25,9 @@ import numpy as np
 from ..audio import audio_features, load_audio, num_motion_frames
 from ..errors import InputError
 from ..motion import Motion, load_motion, motion_to_features
+from .corpus.cues import loudness_envelope, pause_and_speech_frames
 
-CACHE_VERSION = 1  # bump when window contents change, so stale caches are not reused
+CACHE_VERSION = 2  # bump when window contents change, so stale caches are not reused
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Windows:
     gesture: np.ndarray     # (N, window, 258) float32
     audio: np.ndarray       # (N, window, A) float32
     speaker: np.ndarray     # (N,) int64
+    pause: np.ndarray       # (N, window) bool: settled pauses of the speech (corpus/cues.py), weighed in training
     clip: np.ndarray        # (N,) int64, index into clip_ids
     clip_ids: np.ndarray    # (num_clips,) str
 
@@ -120,7 +122,7 @@ def load_clips(root: str | os.PathLike, split: str) -> list[Clip]:
 def build_windows(clips: Iterable[Clip], window: int = 64, stride: int = 20, expression_coeffs: int = 100,
                   encoder: str = "mel") -> Windows:
     """Cut each clip into `window`-frame windows every `stride` frames; clips shorter than a window add none."""
-    expression, gesture, audio, speaker, clip_index, clip_ids = [], [], [], [], [], []
+    expression, gesture, audio, speaker, pause, clip_index, clip_ids = [], [], [], [], [], [], []
     for index, clip in enumerate(clips):
         clip_ids.append(clip.id)
         # Motion and audio may differ by a few frames in BEAT2: keep the frames both cover.
@@ -129,16 +131,19 @@ def build_windows(clips: Iterable[Clip], window: int = 64, stride: int = 20, exp
             continue
         clip_expression, clip_gesture = motion_to_features(clip.motion, expression_coeffs)
         clip_audio = audio_features(clip.samples, num_frames, encoder=encoder)           # (T, A)
+        clip_pause = pause_and_speech_frames(loudness_envelope(clip.samples, num_frames))[0]
         starts = range(0, num_frames - window + 1, stride)
         expression.append(np.stack([clip_expression[s:s + window] for s in starts]))
         gesture.append(np.stack([clip_gesture[s:s + window] for s in starts]))
         audio.append(np.stack([clip_audio[s:s + window] for s in starts]))
         speaker.append(np.full(len(starts), clip.speaker, np.int64))
+        pause.append(np.stack([clip_pause[s:s + window] for s in starts]))
         clip_index.append(np.full(len(starts), index, np.int64))
     if not expression:
         raise InputError(f"no clip is at least {window} frames long; nothing to train on")
     return Windows(np.concatenate(expression).astype(np.float32), np.concatenate(gesture).astype(np.float32),
-                   np.concatenate(audio).astype(np.float32), np.concatenate(speaker), np.concatenate(clip_index),
+                   np.concatenate(audio).astype(np.float32), np.concatenate(speaker), np.concatenate(pause),
+                   np.concatenate(clip_index),
                    np.array(clip_ids))
 
 

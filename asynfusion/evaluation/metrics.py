@@ -20,6 +20,7 @@ from scipy.signal import argrelextrema
 from scipy.spatial.distance import pdist
 from scipy.spatial.transform import Rotation
 
+from ..data.corpus.cues import pause_and_speech_frames
 from ..motion import ARKIT_BLENDSHAPES, FPS, JAW, JOINT, NUM_JOINTS, Motion
 
 BA_SIGMA = 0.3         # seconds: EMAGE's tolerance between an onset and a motion beat
@@ -30,10 +31,6 @@ WRISTS = [JOINT["left_wrist"], JOINT["right_wrist"]]
 # Expression slots that carry mood in the ARKit corpus: raised brows and a smile (corpus/animate.py).
 MOOD_BLENDSHAPES = [ARKIT_BLENDSHAPES.index(name) for name in (
     "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "mouthSmileLeft", "mouthSmileRight")]
-PAUSE_LOUDNESS = 0.1   # loudness envelope below this is silence ...
-SPEECH_LOUDNESS = 0.3  # ... above this, speech
-PAUSE_MARGIN = 9       # frames: arms take ~0.3 s to settle after speech and start ~0.3 s before it
-PAUSE_MIN_FRAMES = 6   # what is left of a silence after both margins must last 0.2 s to count
 
 
 # ----------------------------------------------------------------------------
@@ -174,21 +171,6 @@ def lip_sync(jaw: np.ndarray, loudness: np.ndarray) -> float:
     """Pearson correlation of jaw opening with the loudness envelope (same frames)."""
     n = min(len(jaw), len(loudness))
     return pearson(jaw[:n], loudness[:n])
-
-
-def pause_and_speech_frames(loudness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean (T,) masks: settled pause frames and speech frames.
-
-    A pause is a run of silence less 0.3 s at each end (a speaker rests the arms after speaking and
-    raises them before speaking again), kept when at least 0.2 s remain: silences of 0.8 s or more.
-    """
-    silent = loudness < PAUSE_LOUDNESS
-    pause = np.zeros_like(silent)
-    edges = np.diff(np.concatenate([[0], silent.astype(np.int8), [0]]))
-    for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-        if end - start - 2 * PAUSE_MARGIN >= PAUSE_MIN_FRAMES:
-            pause[start + PAUSE_MARGIN:end - PAUSE_MARGIN] = True
-    return pause, loudness > SPEECH_LOUDNESS
 
 
 def calm_in_pauses(jaw: np.ndarray, positions: np.ndarray, loudness: np.ndarray,

@@ -27,9 +27,10 @@ import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
 from ..audio import SAMPLE_RATE
+from ..data.corpus.cues import SPEECH_LOUDNESS
 from ..errors import InputError
 from ..motion import FPS, JOINT, NUM_JOINTS, UPPER_BODY_JOINTS, Motion
-from .metrics import SPEECH_LOUDNESS, frechet_distance, jaw_opening, joint_positions
+from .metrics import frechet_distance, jaw_opening, joint_positions
 
 WINDOW, STRIDE = 64, 16
 WRISTS = [JOINT["left_wrist"], JOINT["right_wrist"]]

@@ -15,22 +15,26 @@ from .video import render_still, render_video
 __all__ = ["prepare_in_background", "render_still", "render_video"]
 
 
-def _prepare(body_path) -> None:
+def _prepare(body_path, size: int) -> None:
     from .body import load_body
     from .scene import choose_gl_platform
+    from .video import offer_stage
 
     try:
-        choose_gl_platform()
+        platform = choose_gl_platform()
         import pyrender  # noqa: F401  (the import itself is the work: ~1.5 s of Python)
 
-        load_body(body_path)  # cached: render_video then finds it loaded
+        body = load_body(body_path)  # cached: render_video then finds it loaded
+        if platform == "egl":  # an EGL context can move to the rendering thread; OSMesa's cannot
+            offer_stage(body, size)
     except Exception:  # noqa: BLE001 - render_video meets the same problem and reports it in one line
         pass
 
 
-def prepare_in_background(body_path=None) -> threading.Thread:
-    """Import the renderer and load the body in a thread, while the caller generates: sampling runs in
-    torch's C++ code with the GIL released, so the ~2.5 s of renderer setup then costs no wall time."""
-    thread = threading.Thread(target=_prepare, args=(body_path,), name="renderer-setup", daemon=True)
+def prepare_in_background(body_path=None, size: int = 512) -> threading.Thread:
+    """Import the renderer, load the body and set up the stage of one avatar at `size` in a thread,
+    while the caller generates: sampling runs in torch's C++ code with the GIL released, so the ~3 s
+    of renderer setup then costs no wall time. Join the thread before calling render_video."""
+    thread = threading.Thread(target=_prepare, args=(body_path, size), name="renderer-setup", daemon=True)
     thread.start()
     return thread

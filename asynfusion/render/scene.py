@@ -326,6 +326,14 @@ class _Stage:
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
         return self.renderer.render(self.scene)
 
+    def release(self) -> None:
+        """Unbind the OpenGL context from this thread, so that another thread can render with it (EGL)."""
+        from OpenGL import EGL
+
+        platform = self.renderer._platform
+        EGL.eglMakeCurrent(platform._egl_display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
+
     def close(self) -> None:
+        self.renderer._platform.make_current()  # the context may have been made in another thread
         self.renderer.delete()
         self._shader_dir.cleanup()

@@ -69,6 +69,24 @@ def _compose(frame: np.ndarray, overlays, size: int, count: int) -> np.ndarray:
 # ----------------------------------------------------------------------------
 # Frame production (skinning thread) and encoding (ffmpeg)
 # ----------------------------------------------------------------------------
+_prepared: dict[tuple[int, int], _Stage] = {}  # (id(body), size) -> a one-avatar stage set up ahead
+
+
+def offer_stage(body, size: int) -> None:
+    """Set up a one-avatar stage in this thread for the next render_video of `body` at `size`
+    (render/__init__.py's prepare_in_background; EGL only)."""
+    stage = _Stage([body], size)
+    stage.release()
+    _prepared[(id(body), size)] = stage
+
+
+def _stage_for(bodies, size: int) -> _Stage:
+    """The stage prepared for this body and size, when one is, else a new one."""
+    if len(bodies) == 1 and (id(bodies[0]), size) in _prepared:
+        return _prepared.pop((id(bodies[0]), size))
+    return _Stage(bodies, size)
+
+
 def _produce(stage: _Stage, bodies, motions, num_frames: int, out: queue.Queue, stop: threading.Event) -> None:
     """Skin every motion, compute normals, fill per-frame buffers; holds the last pose past the motion's end.
 
@@ -143,7 +161,7 @@ def render_video(motions: list[Motion], audio_path: str | None, out_path, labels
     body = load_body(body_path)
     bodies = [body] * len(motions)
     labels, notes = _fit_notes(body, motions, labels or [""] * len(motions))
-    stage = _Stage(bodies, size)
+    stage = _stage_for(bodies, size)
     overlays = _label_overlays(labels, size)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_path = tempfile.mkstemp(suffix=".mp4", prefix=".tmp-render-", dir=out_path.parent)

@@ -30,6 +30,7 @@ class TrainingData:
     gesture: torch.Tensor     # (N, W, D_G) normalized
     audio: torch.Tensor       # (N, W, A) normalized
     speaker: torch.Tensor     # (N,)
+    pause: torch.Tensor       # (N, W) bool: settled pauses of the speech
     stats: NormStats
     expression_space: str
 
@@ -57,7 +58,7 @@ def load_training_data(root: str, config: ModelConfig, window: int, stride: int,
         normalize("gesture", windows.gesture),
         normalize("audio", windows.audio),
         torch.from_numpy(windows.speaker.astype(np.int64)).clamp(max=max(config.num_speakers - 1, 0)),
-        stats, expression_space(root))
+        torch.from_numpy(windows.pause), stats, expression_space(root))
 
 
 def learning_rate(step: int, total: int, warmup: int) -> float:

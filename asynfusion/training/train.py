@@ -41,6 +41,7 @@ class TrainConfig:
     ema_decay: float = 0.999       # reached after warm-up: the decay at step k is min(ema_decay, (1+k)/(10+k))
     snr_gamma: float = 5.0         # min-SNR-gamma weighting of the noise loss (Hang et al. 2023); 0 = off
     same_timestep: float = 0.25    # fraction of samples where both branches share t (as at sync sampling)
+    pause_weight: float = 5.0      # a settled-pause frame's weight in the gesture loss, relative to other frames
     window: int = 64
     stride: int = 20
     bf16: bool = field(default_factory=bf16_by_default)  # bf16 autocast only where native (precision.py)
@@ -75,10 +76,22 @@ def noise_loss_weights(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -
     return snr.clamp(max=gamma) / snr
 
 
+def frame_weights(pause: torch.Tensor, pause_weight: float) -> torch.Tensor:
+    """(B, W) per-frame loss weights: `pause_weight` in settled pauses, 1 elsewhere, mean 1 per window.
+
+    Real speakers rest their arms in pauses; in a corpus window the pause frames are few, so an
+    unweighted loss lets the network blur the retraction and keep gesturing through the pause.
+    """
+    weights = 1.0 + (pause_weight - 1.0) * pause.float()
+    return weights / weights.mean(1, keepdim=True)
+
+
 def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], audio: torch.Tensor,
                    speaker: torch.Tensor, t: dict[str, torch.Tensor], noise: dict[str, torch.Tensor],
-                   bf16: bool, snr_gamma: float = 0.0, prediction: str = "x0") -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. 8-11 summed over both branches, the noise term min-SNR weighted; returns (loss, per-term log)."""
+                   bf16: bool, snr_gamma: float = 0.0, prediction: str = "x0",
+                   weights: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 8-11 summed over both branches, the noise term min-SNR weighted and every term weighted per
+    frame by `weights[branch]` (B, W) where given; returns (loss, per-term log)."""
     x_t = {b: schedule.add_noise(x0[b], noise[b], t[b]) for b in BRANCHES}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         output = model(x_t, t, audio, speaker)
@@ -87,11 +100,18 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
         v = schedule.velocity_from(output[b], x_t[b], t[b], prediction)
         noise_hat = schedule.predicted_noise(v, x_t[b], t[b])
         x0_hat = schedule.predicted_x0(v, x_t[b], t[b])
+        w = (weights or {}).get(b)
+        if w is None:
+            w = torch.ones(x0[b].shape[:2])
+
+        def per_frame(error: torch.Tensor, frame_weight: torch.Tensor) -> torch.Tensor:
+            return (error.mean(2) * frame_weight).mean(1)  # (B, N, D) -> (B,)
         terms = {
-            "noise": ((noise_hat - noise[b]).pow(2).mean((1, 2))                                    # eq. 8
+            "noise": (per_frame((noise_hat - noise[b]).pow(2), w)                                   # eq. 8
                       * noise_loss_weights(schedule, t[b], snr_gamma)).mean(),
-            "velocity": F.mse_loss(x0_hat[:, 1:] - x0_hat[:, :-1], x0[b][:, 1:] - x0[b][:, :-1]),  # eq. 9
-            "huber": F.huber_loss(x0_hat, x0[b], delta=1.0),                                       # eq. 10
+            "velocity": per_frame((x0_hat[:, 1:] - x0_hat[:, :-1]                                   # eq. 9
+                                   - (x0[b][:, 1:] - x0[b][:, :-1])).pow(2), w[:, 1:]).mean(),
+            "huber": per_frame(F.huber_loss(x0_hat, x0[b], delta=1.0, reduction="none"), w).mean(),  # eq. 10
         }
         total = total + sum(LOSS_WEIGHTS[k] * value for k, value in terms.items())                 # eq. 11
         log.update({f"{b[0]}_{k}": value.item() for k, value in terms.items()})
@@ -137,10 +157,11 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         generator = generator_for(config.seed, TRAIN_BATCH, step, rank)
         index = torch.randint(0, len(data.expression), (config.batch_size,), generator=generator)
         x0, audio, speaker = data.batch(index)
+        weights = {"gesture": frame_weights(data.pause[index], config.pause_weight)}
         t = sample_timesteps(config.batch_size, model_config.num_train_timesteps, config.same_timestep, generator)
         noise = {b: torch.randn(x0[b].shape, generator=generator) for b in BRANCHES}
         loss, log = diffusion_loss(network, schedule, x0, audio, speaker, t, noise, config.bf16, config.snr_gamma,
-                                   model_config.prediction)
+                                   model_config.prediction, weights)
         optimize(loss, model, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
                  ema, min(config.ema_decay, (1 + step) / (10 + step)))
         bar.update(1)

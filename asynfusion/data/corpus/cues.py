@@ -13,6 +13,10 @@ from ...audio import SAMPLE_RATE
 from ...motion import FPS
 
 LOUDNESS_RANGE_DB = 40.0
+PAUSE_LOUDNESS = 0.1   # loudness envelope below this is silence ...
+SPEECH_LOUDNESS = 0.3  # ... above this, speech
+PAUSE_MARGIN = 9       # frames: arms take ~0.3 s to settle after speech and start ~0.3 s before it
+PAUSE_MIN_FRAMES = 6   # what is left of a silence after both margins must last 0.2 s to count
 
 
 # ----------------------------------------------------------------------------
@@ -32,6 +36,22 @@ class SpeechCues:
 def loudness_envelope(samples: np.ndarray, num_frames: int) -> np.ndarray:
     """(T,) loudness in [0, 1] at 30 fps, frame i centred at i/30 s: what the jaw follows."""
     return _frame_analysis(samples, num_frames)[0]
+
+
+def pause_and_speech_frames(loudness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (T,) masks of a loudness envelope: settled pause frames and speech frames.
+
+    A pause is a run of silence less 0.3 s at each end (a speaker rests the arms after speaking and
+    raises them before speaking again), kept when at least 0.2 s remain: silences of 0.8 s or more.
+    Evaluation measures calm in these frames; training weighs them (training/train.py).
+    """
+    silent = loudness < PAUSE_LOUDNESS
+    pause = np.zeros_like(silent)
+    edges = np.diff(np.concatenate([[0], silent.astype(np.int8), [0]]))
+    for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+        if end - start - 2 * PAUSE_MARGIN >= PAUSE_MIN_FRAMES:
+            pause[start + PAUSE_MARGIN:end - PAUSE_MARGIN] = True
+    return pause, loudness > SPEECH_LOUDNESS
 
 
 def _frame_analysis(samples: np.ndarray, num_frames: int) -> tuple[np.ndarray, ...]:
