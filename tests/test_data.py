@@ -54,6 +54,24 @@ def test_windows_follow_the_motion(beat2):
     assert np.allclose(windows.audio[1, :44], windows.audio[0, 20:])
 
 
+def test_windows_mark_the_settled_pauses_of_the_speech(beat2):
+    """Frames of a silence of 0.8 s or more, less 0.3 s at each end, are marked (training weighs them)."""
+    from dataclasses import replace
+
+    from asynfusion.data.corpus.cues import PAUSE_MARGIN
+
+    clip = load_clips(beat2, "train")[0]
+    t = np.arange(len(clip.samples)) / 16_000
+    samples = (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)  # a steady voice ...
+    samples[16_000 * 1:16_000 * 2] = 0.0                              # ... silent from frame 30 to 60
+    windows = build_windows([replace(clip, samples=samples)], window=64, stride=20, expression_coeffs=10)
+    assert windows.pause.dtype == bool and windows.pause.shape == windows.gesture.shape[:2]
+    marked = np.flatnonzero(windows.pause[0])
+    assert abs(marked[0] - (30 + PAUSE_MARGIN)) <= 1 and abs(marked[-1] + 1 - (60 - PAUSE_MARGIN)) <= 1
+    assert len(marked) == marked[-1] - marked[0] + 1  # one run
+    assert np.array_equal(windows.pause[1, :44], windows.pause[0, 20:])
+
+
 def test_cache_round_trip(beat2, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     first = load_windows(beat2, "train", window=64, stride=20, expression_coeffs=20, cache_dir=cache)

@@ -12,7 +12,7 @@ from asynfusion.checkpoint import load_checkpoint
 from asynfusion.pipeline import Pipeline
 from asynfusion.request import Request
 from asynfusion.training.distill import DistillConfig, distill
-from asynfusion.training.train import TrainConfig, diffusion_loss, sample_timesteps, train
+from asynfusion.training.train import TrainConfig, diffusion_loss, frame_weights, sample_timesteps, train
 
 CLIPS = {"1_a_0_1_1": (80, "train"), "2_b_0_2_2": (70, "train"), "3_c_0_3_3": (60, "test")}
 
@@ -47,6 +47,41 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint(data, tmp_path, tiny_c
     trained, _ = diffusion_loss(checkpoint.models["diffusion"], NoiseSchedule(), x0, audio, speaker, t, noise, False)
     fresh, _ = diffusion_loss(AsynFusionModel(model_config), NoiseSchedule(), x0, audio, speaker, t, noise, False)
     assert trained.item() < fresh.item()
+
+
+def test_settled_pauses_weigh_more_in_the_loss(data, tiny_config):
+    from asynfusion.diffusion.schedule import NoiseSchedule
+    from asynfusion.model import AsynFusionModel
+    from asynfusion.training.loop import load_training_data
+
+    pause = torch.zeros(2, 10, dtype=torch.bool)
+    pause[0, 6:] = True
+    weights = frame_weights(pause, 5.0)
+    torch.testing.assert_close(weights.mean(1), torch.ones(2))
+    assert weights[0, 7] == pytest.approx(5 * weights[0, 0]) and torch.all(weights[1] == 1)
+
+    model_config = tiny_config(expression_coeffs=100, expression_space="flame")
+    train_data = load_training_data(str(data), model_config, 32, 16)
+    x0, audio, speaker = train_data.batch(torch.arange(2))
+    generator = torch.Generator().manual_seed(0)
+    t = sample_timesteps(2, 1000, 0.25, generator)
+    noise = {b: torch.randn(x0[b].shape, generator=generator) for b in x0}
+    model = AsynFusionModel(model_config)
+    plain, _ = diffusion_loss(model, NoiseSchedule(), x0, audio, speaker, t, noise, False)
+    ones = {"gesture": torch.ones(2, 32)}
+    same, _ = diffusion_loss(model, NoiseSchedule(), x0, audio, speaker, t, noise, False, weights=ones)
+    torch.testing.assert_close(same, plain)
+    # an error only in the last frames of the gesture branch costs more when those frames are a pause
+    late = torch.zeros(2, 32, dtype=torch.bool)
+    late[:, 24:] = True
+    off = {b: x0[b].clone() for b in x0}
+    off["gesture"][:, 24:] += 1.0
+    costs = [diffusion_loss(model, NoiseSchedule(), off, audio, speaker, t, noise, False,
+                            weights={"gesture": frame_weights(mask, 5.0)})[0] - diffusion_loss(
+                                model, NoiseSchedule(), x0, audio, speaker, t, noise, False,
+                                weights={"gesture": frame_weights(mask, 5.0)})[0]
+             for mask in (torch.zeros_like(late), late)]
+    assert costs[1] > costs[0]
 
 
 def test_resume_after_a_crash_matches_a_straight_run(data, tmp_path, monkeypatch, tiny_config):
