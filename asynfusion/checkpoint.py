@@ -49,6 +49,13 @@ class Checkpoint:
         checkpoint was never distilled."""
         return self.models.get(weights, self.models["diffusion"])
 
+    def guidance_for(self, weights: str) -> float:
+        """The classifier-free guidance scale to sample `model_for(weights)` with: the diffusion model's
+        is chosen after training (info["guidance"]["diffusion"]); distilled weights learnt the guided
+        teacher and run unguided (1.0, no extra cost). 1.0 when the checkpoint names none."""
+        kind = weights if weights in self.models else "diffusion"
+        return float(self.info.get("guidance", {}).get(kind, 1.0))
+
 
 @contextmanager
 def atomic_folder(path: str | os.PathLike):

@@ -51,16 +51,23 @@ def cmd_generate(args) -> None:
         from .render import prepare_in_background
 
         setup = prepare_in_background(args.body, args.size)  # overlaps loading the checkpoint and sampling
-    pipeline = Pipeline(args.checkpoint, args.precision)
-    motion, report = pipeline.generate(request, count_flops=False)  # not printed here; `bench` counts them
-    s = report.sampling
-    stats = None
-    if video:  # rendered before the .npz is saved: a failed render leaves neither file
-        from .render import render_video
+    try:
+        pipeline = Pipeline(args.checkpoint, args.precision)
+        motion, report = pipeline.generate(request, count_flops=False)  # not printed here; `bench` counts them
+        s = report.sampling
+        stats = None
+        if video:  # rendered before the .npz is saved: a failed render leaves neither file
+            from .render import render_video
 
-        setup.join()
-        stats = render_video([motion], args.audio, video, labels=[motion_label(motion, s.sampler)],
-                             body_path=args.body, size=args.size)
+            setup.join()
+            stats = render_video([motion], args.audio, video, labels=[motion_label(motion, s.sampler)],
+                                 body_path=args.body, size=args.size)
+    finally:
+        if video:
+            from .render import discard_prepared
+
+            setup.join()
+            discard_prepared()
     save_motion(out, motion)
     label = "" if report.trained else "  [UNTRAINED checkpoint: random weights, plumbing only]"
     print(f"{out}: {motion.num_frames} frames ({report.audio_seconds:.2f} s) with {s.sampler} "
@@ -127,7 +134,8 @@ def cmd_train(args) -> None:
     model_config = ModelConfig(expression_space=space, expression_coeffs=args.expression_coeffs or (
         52 if space == "arkit" else 100), **given(args, "width", "depth", "heads", "interaction", "num_speakers"))
     config = TrainConfig(data=args.data, out=args.out, bf16=training_bf16(args), init=args.init,
-                         **given(args, "steps", "batch_size", "lr", "seed", "save_every", "threads", "pause_weight"))
+                         **given(args, "steps", "batch_size", "lr", "seed", "save_every", "threads", "pause_weight",
+                                 "audio_dropout", "guidance"))
     info = {"trained_on": args.trained_on or f"{'built-in corpus' if space == 'arkit' else 'BEAT2'} at {args.data}"}
     print(f"checkpoint written to {train(config, model_config, info)}")
 
@@ -153,7 +161,8 @@ def cmd_distill(args) -> None:
     from .training.distill import DistillConfig, distill
 
     config = DistillConfig(data=args.data, teacher=args.teacher, out=args.out or args.teacher,
-                           bf16=training_bf16(args), **given(args, "steps", "batch_size", "seed", "threads"))
+                           bf16=training_bf16(args),
+                           **given(args, "steps", "batch_size", "seed", "threads", "guidance"))
     print(f"distilled checkpoint written to {distill(config)}")
 
 
@@ -243,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     # unset options keep the defaults of TrainConfig (training/train.py) and ModelConfig (config.py)
     for option, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--width", int), ("--depth", int),
                          ("--heads", int), ("--num-speakers", int), ("--save-every", int), ("--threads", int),
-                         ("--seed", int), ("--pause-weight", float)):
+                         ("--seed", int), ("--pause-weight", float), ("--audio-dropout", float),
+                         ("--guidance", float)):
         p.add_argument(option, type=kind, default=None)
     p.add_argument("--interaction", choices=INTERACTIONS, default=None)
     p.add_argument("--expression-coeffs", type=int, default=None, help="default: 52 (ARKit corpus) or 100 (BEAT2)")
@@ -259,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="default: add lcm.safetensors to the teacher's folder")
     for option in ("--steps", "--batch-size", "--threads", "--seed"):  # unset: DistillConfig's defaults
         p.add_argument(option, type=int, default=None)
+    p.add_argument("--guidance", type=float, default=None,
+                   help="the teacher's classifier-free guidance scale (default: the one its checkpoint names)")
     precision_option(p, "distillation")
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.set_defaults(run=cmd_distill)

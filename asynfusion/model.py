@@ -287,9 +287,16 @@ class AsynFusionModel(nn.Module):
         return own + [layer for layers in self.interactions for key, layer in layers.items()
                       if key.split("<-")[0] == name]
 
-    def forward(self, x, t, audio, speaker=None):
-        """Training entry point: raw audio features in, raw predictions of both branches out."""
-        return self.denoise(x, t, self.encode_audio(audio), speaker)
+    def forward(self, x, t, audio, speaker=None, keep_audio: torch.Tensor | None = None):
+        """Training entry point: raw audio features in, raw predictions of both branches out.
+
+        keep_audio: (B,) bool; where False the sample sees no audio (F_aud = 0), the unconditional
+        model of classifier-free guidance (training's audio dropout, the guided teacher's second half).
+        """
+        audio_features = self.encode_audio(audio)
+        if keep_audio is not None:
+            audio_features = audio_features * keep_audio.view(-1, 1, 1).to(audio_features.dtype)
+        return self.denoise(x, t, audio_features, speaker)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

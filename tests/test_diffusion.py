@@ -131,3 +131,43 @@ def test_flop_counts_follow_the_architecture_not_the_object(tiny_config):
         counts.setdefault(interaction, []).append(sample(model, audio, "async-lcm")[1].gflops)
         del model
     assert counts["none"][0] < counts["cosync"][0] == counts["cosync"][1]
+
+
+def test_classifier_free_guidance_extrapolates_from_the_unconditional_prediction(randomize_zero_inits, tiny_config):
+    """A guided step evaluates each window with and without its audio and moves w times as far from the
+    unconditional prediction; w = 1 is the plain conditional sampler; NFE and FLOPs count both halves."""
+    from asynfusion.diffusion.sampler import guide
+
+    model = AsynFusionModel(tiny_config()).eval()
+    randomize_zero_inits(model)
+    audio = torch.randn(2, 16, model.config.audio_dim)
+    x = {b: torch.randn(2, 16, d) for b, d in (("expression", model.config.expression_dim),
+                                                ("gesture", model.config.gesture_dim))}
+    t = {b: torch.full((2,), 500) for b in x}
+    with torch.no_grad():
+        conditional = model(x, t, audio)
+        unconditional = model(x, t, audio, keep_audio=torch.zeros(2, dtype=torch.bool))
+        silent = model.denoise(x, t, torch.zeros_like(model.encode_audio(audio)))
+        doubled = {b: torch.cat([conditional[b], unconditional[b]]) for b in x}
+    torch.testing.assert_close(unconditional["gesture"], silent["gesture"])  # no audio: F_aud = 0
+    assert not torch.allclose(conditional["gesture"], unconditional["gesture"])
+    torch.testing.assert_close(guide(doubled["gesture"], 3.0),
+                               unconditional["gesture"] + 3 * (conditional["gesture"] - unconditional["gesture"]))
+
+    plain, plain_stats = sample(model, audio, "ddim", {"expression": 3, "gesture": 3},
+                                generator=torch.Generator().manual_seed(0))
+    same, _ = sample(model, audio, "ddim", {"expression": 3, "gesture": 3},
+                     generator=torch.Generator().manual_seed(0), guidance=1.0)
+    guided, guided_stats = sample(model, audio, "ddim", {"expression": 3, "gesture": 3},
+                                  generator=torch.Generator().manual_seed(0), guidance=2.0)
+    assert torch.equal(plain["gesture"], same["gesture"]) and not torch.allclose(plain["gesture"], guided["gesture"])
+    assert (guided_stats.nfe_expression, guided_stats.nfe_gesture) == (6, 6) and guided_stats.guidance == 2.0
+    assert guided_stats.gflops_gesture == pytest.approx(2 * plain_stats.gflops_gesture)
+    # the first window of a guided batch is the same whether sampled alone or beside another
+    alone, _ = sample(model, audio[:1], "ddim", {"expression": 3, "gesture": 3},
+                      draw_noise=lambda b, k: torch.zeros(1, 16, model.config.gesture_dim if b == "gesture"
+                                                          else model.config.expression_dim), guidance=2.0)
+    beside, _ = sample(model, audio, "ddim", {"expression": 3, "gesture": 3},
+                       draw_noise=lambda b, k: torch.zeros(2, 16, model.config.gesture_dim if b == "gesture"
+                                                           else model.config.expression_dim), guidance=2.0)
+    torch.testing.assert_close(alone["gesture"][0], beside["gesture"][0], atol=1e-5, rtol=1e-4)

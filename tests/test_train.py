@@ -151,3 +151,38 @@ def test_distillation_adds_lcm_weights_the_samplers_use(data, tmp_path, tiny_con
     assert any(not torch.equal(p, lcm_params[n]) for n, p in checkpoint.models["diffusion"].named_parameters())
     motion, report = Pipeline(checkpoint).generate(Request(torch.randn(16000 * 2).numpy() * 0.1, "async-lcm"))
     assert motion.num_frames == 60 and report.sampling.nfe_expression == 4
+
+
+def test_audio_dropout_records_guidance_and_distillation_learns_the_guided_teacher(data, tmp_path, tiny_config):
+    from asynfusion.training.distill import guided_teacher
+
+    model_config = tiny_config(expression_coeffs=100, expression_space="flame")
+    out = train(config(data, tmp_path / "cfg", 2, audio_dropout=0.5, guidance=2.5), model_config)
+    teacher_checkpoint = load_checkpoint(out)
+    assert teacher_checkpoint.guidance_for("diffusion") == 2.5
+    assert teacher_checkpoint.guidance_for("lcm") == 2.5  # not distilled yet: LCM samplers use the diffusion model
+    plain = load_checkpoint(train(config(data, tmp_path / "plain", 2, audio_dropout=0.0), model_config))
+    assert plain.guidance_for("diffusion") == 1.0
+
+    distilled = load_checkpoint(distill(DistillConfig(data=str(data), teacher=str(out), out=str(tmp_path / "lcm"),
+                                                      steps=2, batch_size=2, bf16=False)))
+    assert distilled.info["distillation"]["guidance"] == 2.5
+    assert distilled.guidance_for("lcm") == 1.0 and distilled.guidance_for("diffusion") == 2.5
+
+    teacher = teacher_checkpoint.models["diffusion"]
+    with torch.no_grad():
+        for parameter in teacher.parameters():  # give the zero-initialised layers values: audio must matter
+            parameter.add_(0.1 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(0)))
+    x = {"expression": torch.randn(2, 32, model_config.expression_dim),
+         "gesture": torch.randn(2, 32, model_config.gesture_dim)}
+    t = {b: torch.tensor([100, 700]) for b in x}
+    audio = torch.randn(2, 32, model_config.audio_dim)
+    with torch.no_grad():
+        conditional = teacher(x, t, audio)
+        unconditional = teacher(x, t, audio, keep_audio=torch.zeros(2, dtype=torch.bool))
+        guided = guided_teacher(teacher, x, t, audio, None, 2.5)
+        unguided = guided_teacher(teacher, x, t, audio, None, 1.0)
+    for b in x:
+        torch.testing.assert_close(guided[b], unconditional[b] + 2.5 * (conditional[b] - unconditional[b]),
+                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(unguided[b], conditional[b])

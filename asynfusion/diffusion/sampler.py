@@ -40,6 +40,7 @@ class SampleStats:
     gflops_expression: float = 0.0
     gflops_gesture: float = 0.0
     gflops: float = 0.0
+    guidance: float = 1.0        # classifier-free guidance scale; > 1 doubles each step's evaluations
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +115,7 @@ def sample(
     speaker: torch.Tensor | None = None,
     dtype: torch.dtype = torch.float32,
     count_flops: bool = True,
+    guidance: float = 1.0,
 ) -> tuple[dict[str, torch.Tensor], SampleStats]:
     """Generate normalized motion features for a batch of windows with one sampler of the registry
     (its SamplerSpec, or its name).
@@ -125,6 +127,9 @@ def sample(
         overlapping windows so they start alike.
     count_flops: fill the GFLOPs fields of the stats (counted once per model and window length, then
         cached; the first count costs about a second, so a one-shot command line run skips it).
+    guidance: classifier-free guidance scale w (Ho & Salimans 2022): each evaluation runs the windows
+        with their audio and without (F_aud = 0) in one batch of 2B, and steps with
+        unconditional + w (conditional - unconditional). 1.0 = one plain conditional evaluation.
     Returns ({"expression": (B, N, D_E), "gesture": (B, N, D_G)}, SampleStats).
     """
     spec = get_sampler(spec) if isinstance(spec, str) else spec
@@ -147,6 +152,9 @@ def sample(
     with autocast:
         audio_features = model.encode_audio(audio)
     stats.seconds_audio = time.perf_counter() - start
+    if guidance != 1.0:  # rows B.. are the unconditional copies: no audio
+        audio_features = torch.cat([audio_features, torch.zeros_like(audio_features)])
+        speaker = None if speaker is None else torch.cat([speaker, speaker])
     x = {b: draw_noise(b, 0).to(device) for b in BRANCHES}
     done = dict.fromkeys(BRANCHES, 0)  # steps taken per branch
     buffer = FeatureBuffer()
@@ -155,7 +163,7 @@ def sample(
         for active in tick_plan(steps["expression"], steps["gesture"]):
             t = {b: torch.full((batch,), timesteps[b][done[b]], dtype=torch.long, device=device) for b in active}
             with autocast:
-                output = model.denoise({b: x[b] for b in active}, t, audio_features, speaker, buffer)
+                output = evaluate(model, {b: x[b] for b in active}, t, audio_features, speaker, buffer, guidance)
             for b in active:
                 step_start = time.perf_counter()
                 t_now, t_prev = timesteps[b][done[b]], previous[b][done[b]]
@@ -172,15 +180,35 @@ def sample(
     if device.type == "cuda":  # GPU work is asynchronous: wait for it before reading the clock
         torch.cuda.synchronize(device)
     stats.seconds_total = time.perf_counter() - start
-    stats.nfe_expression, stats.nfe_gesture = done["expression"], done["gesture"]
+    rows = 1 if guidance == 1.0 else 2  # a guided step evaluates the network on twice the windows: two NFE
+    stats.nfe_expression, stats.nfe_gesture = done["expression"] * rows, done["gesture"] * rows
+    stats.guidance = guidance
     stats.seconds_expression, stats.seconds_gesture = timer.seconds["expression"], timer.seconds["gesture"]
     if not count_flops:
         return x, stats
-    flops = evaluation_gflops(model, audio, speaker)
+    flops = evaluation_gflops(model, audio, None if speaker is None else speaker[:batch])
     stats.gflops_expression = flops["expression"] * stats.nfe_expression
     stats.gflops_gesture = flops["gesture"] * stats.nfe_gesture
     stats.gflops = flops["audio"] + stats.gflops_expression + stats.gflops_gesture
     return x, stats
+
+
+def evaluate(model: AsynFusionModel, x: dict[str, torch.Tensor], t: dict[str, torch.Tensor],
+             audio_features: torch.Tensor, speaker, buffer: FeatureBuffer, guidance: float) -> dict[str, torch.Tensor]:
+    """One network evaluation of the branches in `x`; guided, `audio_features` holds the B windows'
+    features then B rows of zeros, and the prediction is guided (below)."""
+    if guidance == 1.0:
+        return model.denoise(x, t, audio_features, speaker, buffer)
+    output = model.denoise({b: torch.cat([x[b], x[b]]) for b in x}, {b: torch.cat([t[b], t[b]]) for b in t},
+                           audio_features, speaker, buffer)
+    return {b: guide(output[b], guidance) for b in output}
+
+
+def guide(output: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance of a prediction whose first half of rows saw the audio and second half
+    did not: u + w (c - u). Linear, so it holds for x0, v or noise predictions alike."""
+    conditional, unconditional = output.chunk(2)
+    return unconditional + scale * (conditional - unconditional)
 
 
 _FLOPS_CACHE: dict[tuple, dict[str, float]] = {}

@@ -10,9 +10,9 @@ Importing this package loads neither pyrender nor OpenGL: the platform must be c
 
 import threading
 
-from .video import render_still, render_video
+from .video import discard_prepared, render_still, render_video
 
-__all__ = ["prepare_in_background", "render_still", "render_video"]
+__all__ = ["discard_prepared", "prepare_in_background", "render_still", "render_video"]
 
 
 def _prepare(body_path, size: int) -> None:
@@ -25,7 +25,8 @@ def _prepare(body_path, size: int) -> None:
         import pyrender  # noqa: F401  (the import itself is the work: ~1.5 s of Python)
 
         body = load_body(body_path)  # cached: render_video then finds it loaded
-        if platform == "egl":  # an EGL context can move to the rendering thread; OSMesa's cannot
+        if platform == "egl" and size >= 64 and size % 2 == 0:  # an EGL context can move to the rendering
+            # thread; OSMesa's cannot. (A size render_video refuses is left for it to refuse.)
             offer_stage(body, size)
     except Exception:  # noqa: BLE001 - render_video meets the same problem and reports it in one line
         pass

@@ -80,6 +80,12 @@ def offer_stage(body, size: int) -> None:
     _prepared[(id(body), size)] = stage
 
 
+def discard_prepared() -> None:
+    """Close stages prepared for a render that did not happen (a failed generation, a refused request)."""
+    while _prepared:
+        _prepared.popitem()[1].close()
+
+
 def _stage_for(bodies, size: int) -> _Stage:
     """The stage prepared for this body and size, when one is, else a new one."""
     if len(bodies) == 1 and (id(bodies[0]), size) in _prepared:

@@ -7,6 +7,10 @@ step from t to the next grid point s). The student's consistency output at (x_t,
 towards the EMA target network's consistency output at (x_s, s). The branches draw their grid
 points independently, so the distilled model, like its teacher, reads the other branch at any
 noise level. The boundary scalings and the DDIM step are the sampler's own functions.
+
+A teacher trained with audio dropout is guided (classifier-free, its checkpoint's scale, or
+--guidance): its DDIM step follows unconditional + w (conditional - unconditional), so the student
+learns the guided ODE and samples with one unguided evaluation per step (LCM's guided distillation).
 """
 
 import copy
@@ -20,6 +24,7 @@ import torch.nn.functional as F
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..config import BRANCHES
 from ..diffusion.registry import LCM_SOLVER_STEPS
+from ..diffusion.sampler import guide
 from ..diffusion.schedule import NoiseSchedule, consistency_output, ddim_step, solver_grid
 from ..precision import bf16_by_default
 from ..seeding import DISTILL_BATCH, generator_for
@@ -40,12 +45,24 @@ class DistillConfig:
     bf16: bool = field(default_factory=bf16_by_default)  # bf16 autocast only where native (precision.py)
     save_every: int = 100
     threads: int = 0
+    guidance: float | None = None  # the teacher's guidance scale; None: the one its checkpoint names
 
 
 def grid_pairs(solver_steps: int, num_train_timesteps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(t, s) pairs of adjacent points on a solver grid; s = -1 after the last point (fully clean)."""
     grid = solver_grid(solver_steps, num_train_timesteps)
     return torch.tensor(grid), torch.tensor(grid[1:] + [-1])
+
+
+def guided_teacher(teacher, x_t, t, audio, speaker, guidance: float) -> dict[str, torch.Tensor]:
+    """The teacher's raw predictions, classifier-free guided when `guidance` is not 1."""
+    if guidance == 1.0:
+        return teacher(x_t, t, audio, speaker)
+    batch = len(audio)
+    keep = torch.arange(2 * batch) < batch  # the second copy of every sample sees no audio
+    output = teacher({b: torch.cat([x_t[b], x_t[b]]) for b in BRANCHES}, {b: torch.cat([t[b], t[b]]) for b in BRANCHES},
+                     torch.cat([audio, audio]), None if speaker is None else torch.cat([speaker, speaker]), keep)
+    return {b: guide(output[b], guidance) for b in BRANCHES}
 
 
 def distill(config: DistillConfig) -> Path:
@@ -55,6 +72,7 @@ def distill(config: DistillConfig) -> Path:
     teacher_checkpoint = load_checkpoint(config.teacher)
     model_config = teacher_checkpoint.config
     teacher = teacher_checkpoint.models["diffusion"].eval().requires_grad_(False)
+    guidance = teacher_checkpoint.guidance_for("diffusion") if config.guidance is None else config.guidance
     data = load_training_data(config.data, model_config, model_config.window_frames, 20, teacher_checkpoint.stats)
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     target = copy.deepcopy(teacher).eval().requires_grad_(False)
@@ -81,7 +99,7 @@ def distill(config: DistillConfig) -> Path:
             x_t[b] = schedule.add_noise(x0[b], torch.randn(x0[b].shape, generator=generator), t[b])
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             # 1. the teacher's DDIM step t -> s (the ODE solver), both branches at their own t
-            v_teacher = velocities(teacher(x_t, t, audio, speaker), x_t, t)
+            v_teacher = velocities(guided_teacher(teacher, x_t, t, audio, speaker, guidance), x_t, t)
             x_s = {b: ddim_step(schedule, v_teacher[b], t[b], s[b], x_t[b])[0] for b in BRANCHES}
             # 2. the target network's consistency output at s
             s_clean = {b: s[b].clamp(min=0) for b in BRANCHES}
@@ -102,7 +120,8 @@ def distill(config: DistillConfig) -> Path:
             save_state(state_path, student=student.state_dict(), target=target.state_dict(),
                        optimizer=optimizer.state_dict(), step=step + 1)
             info = dict(teacher_checkpoint.info)
-            info["distillation"] = {**asdict(config), "completed_steps": step + 1,
+            info["guidance"] = {**info.get("guidance", {}), "lcm": 1.0}  # the student learnt the guided teacher
+            info["distillation"] = {**asdict(config), "guidance": guidance, "completed_steps": step + 1,
                                     "seconds_this_run": round(time.perf_counter() - started, 1)}
             models = {"diffusion": teacher, "lcm": target.eval()}
             save_checkpoint(config.out, Checkpoint(model_config, teacher_checkpoint.stats, models, info))

@@ -2,8 +2,11 @@
 
 Per branch: 10 L_noise + 1 L_velocity + 1 L_huber, each branch at its own, independently drawn
 timestep (equal on a fraction of the batch), so every branch learns to read the other at any noise
-level — what asynchronous sampling relies on. AdamW, warmup + cosine learning rate, EMA weights,
-bf16 autocast on CPUs with bf16 units, resumable, and DistributedDataParallel under `torchrun` (gloo on CPU).
+level — what asynchronous sampling relies on. A fraction of the samples (audio_dropout) is trained
+without audio, so the same network is also the unconditional model of classifier-free guidance,
+and in settled pauses of the speech the gesture loss weighs more (frame_weights). AdamW, warmup +
+cosine learning rate, EMA weights, bf16 autocast on CPUs with bf16 units, resumable, and
+DistributedDataParallel under `torchrun` (gloo on CPU).
 
     python -m asynfusion train --data /path/to/beat2_or_corpus --out checkpoints/mine --steps 4000
     torchrun --nproc_per_node=2 -m asynfusion train ...
@@ -42,6 +45,8 @@ class TrainConfig:
     snr_gamma: float = 5.0         # min-SNR-gamma weighting of the noise loss (Hang et al. 2023); 0 = off
     same_timestep: float = 0.25    # fraction of samples where both branches share t (as at sync sampling)
     pause_weight: float = 5.0      # a settled-pause frame's weight in the gesture loss, relative to other frames
+    audio_dropout: float = 0.15    # fraction of samples trained without audio: the unconditional model of guidance
+    guidance: float = 2.0          # the guidance scale recorded for sampling (when audio_dropout > 0)
     window: int = 64
     stride: int = 20
     bf16: bool = field(default_factory=bf16_by_default)  # bf16 autocast only where native (precision.py)
@@ -89,12 +94,14 @@ def frame_weights(pause: torch.Tensor, pause_weight: float) -> torch.Tensor:
 def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], audio: torch.Tensor,
                    speaker: torch.Tensor, t: dict[str, torch.Tensor], noise: dict[str, torch.Tensor],
                    bf16: bool, snr_gamma: float = 0.0, prediction: str = "x0",
-                   weights: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                   weights: dict[str, torch.Tensor] | None = None,
+                   keep_audio: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 8-11 summed over both branches, the noise term min-SNR weighted and every term weighted per
-    frame by `weights[branch]` (B, W) where given; returns (loss, per-term log)."""
+    frame by `weights[branch]` (B, W) where given; samples where `keep_audio` (B,) is False see no
+    audio. Returns (loss, per-term log)."""
     x_t = {b: schedule.add_noise(x0[b], noise[b], t[b]) for b in BRANCHES}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        output = model(x_t, t, audio, speaker)
+        output = model(x_t, t, audio, speaker, keep_audio)
     total, log = 0.0, {}
     for b in BRANCHES:
         v = schedule.velocity_from(output[b], x_t[b], t[b], prediction)
@@ -160,8 +167,9 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         weights = {"gesture": frame_weights(data.pause[index], config.pause_weight)}
         t = sample_timesteps(config.batch_size, model_config.num_train_timesteps, config.same_timestep, generator)
         noise = {b: torch.randn(x0[b].shape, generator=generator) for b in BRANCHES}
+        keep_audio = torch.rand(config.batch_size, generator=generator) >= config.audio_dropout
         loss, log = diffusion_loss(network, schedule, x0, audio, speaker, t, noise, config.bf16, config.snr_gamma,
-                                   model_config.prediction, weights)
+                                   model_config.prediction, weights, keep_audio)
         optimize(loss, model, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
                  ema, min(config.ema_decay, (1 + step) / (10 + step)))
         bar.update(1)
@@ -171,6 +179,7 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
                        optimizer=optimizer.state_dict(), step=step + 1)
             record = {"trained_on": info.get("trained_on", config.data) if info else config.data,
                       "description": (info or {}).get("description", ""),
+                      "guidance": {"diffusion": config.guidance if config.audio_dropout > 0 else 1.0},
                       "training": {**asdict(config), "completed_steps": step + 1, "world_size": world,
                                    "seconds_this_run": round(time.perf_counter() - started, 1),
                                    "last_losses": {k: round(v, 4) for k, v in log.items()}}}
