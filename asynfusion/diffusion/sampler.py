@@ -127,9 +127,8 @@ def sample(
         overlapping windows so they start alike.
     count_flops: fill the GFLOPs fields of the stats (counted once per model and window length, then
         cached; the first count costs about a second, so a one-shot command line run skips it).
-    guidance: classifier-free guidance scale w (Ho & Salimans 2022): each evaluation runs the windows
-        with their audio and without (F_aud = 0) in one batch of 2B, and steps with
-        unconditional + w (conditional - unconditional). 1.0 = one plain conditional evaluation.
+    guidance: classifier-free guidance scale w; above 1 each step evaluates the windows with and
+        without their audio in one batch (`evaluate`); 1.0 = one plain conditional evaluation.
     Returns ({"expression": (B, N, D_E), "gesture": (B, N, D_G)}, SampleStats).
     """
     spec = get_sampler(spec) if isinstance(spec, str) else spec
@@ -153,8 +152,7 @@ def sample(
         audio_features = model.encode_audio(audio)
     stats.seconds_audio = time.perf_counter() - start
     if guidance != 1.0:  # rows B.. are the unconditional copies: no audio
-        audio_features = torch.cat([audio_features, torch.zeros_like(audio_features)])
-        speaker = None if speaker is None else torch.cat([speaker, speaker])
+        audio_features, speaker = unconditional_rows(audio_features, speaker)
     x = {b: draw_noise(b, 0).to(device) for b in BRANCHES}
     done = dict.fromkeys(BRANCHES, 0)  # steps taken per branch
     buffer = FeatureBuffer()
@@ -184,19 +182,30 @@ def sample(
     stats.nfe_expression, stats.nfe_gesture = done["expression"] * rows, done["gesture"] * rows
     stats.guidance = guidance
     stats.seconds_expression, stats.seconds_gesture = timer.seconds["expression"], timer.seconds["gesture"]
-    if not count_flops:
-        return x, stats
-    flops = evaluation_gflops(model, audio, None if speaker is None else speaker[:batch])
+    if count_flops:
+        count_gflops(stats, model, audio, None if speaker is None else speaker[:batch])
+    return x, stats
+
+
+def count_gflops(stats: SampleStats, model: AsynFusionModel, audio: torch.Tensor, speaker) -> None:
+    """Fill the GFLOPs fields of a run's stats: per-evaluation counts times its NFE (a guided step's
+    two evaluations included), plus the audio encoder once."""
+    flops = evaluation_gflops(model, audio, speaker)
     stats.gflops_expression = flops["expression"] * stats.nfe_expression
     stats.gflops_gesture = flops["gesture"] * stats.nfe_gesture
     stats.gflops = flops["audio"] + stats.gflops_expression + stats.gflops_gesture
-    return x, stats
+
+
+def unconditional_rows(audio_features: torch.Tensor, speaker) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, N, W) features -> (2B, N, W): the windows, then the same windows without audio (F_aud = 0)."""
+    speaker = None if speaker is None else torch.cat([speaker, speaker])
+    return torch.cat([audio_features, torch.zeros_like(audio_features)]), speaker
 
 
 def evaluate(model: AsynFusionModel, x: dict[str, torch.Tensor], t: dict[str, torch.Tensor],
              audio_features: torch.Tensor, speaker, buffer: FeatureBuffer, guidance: float) -> dict[str, torch.Tensor]:
-    """One network evaluation of the branches in `x`; guided, `audio_features` holds the B windows'
-    features then B rows of zeros, and the prediction is guided (below)."""
+    """One network evaluation of the branches in `x`. Guided (Ho & Salimans 2022), `audio_features`
+    holds the rows of `unconditional_rows` and the step follows u + w (c - u) (`guide`)."""
     if guidance == 1.0:
         return model.denoise(x, t, audio_features, speaker, buffer)
     output = model.denoise({b: torch.cat([x[b], x[b]]) for b in x}, {b: torch.cat([t[b], t[b]]) for b in t},
