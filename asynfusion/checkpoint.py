@@ -56,6 +56,11 @@ class Checkpoint:
         kind = weights if weights in self.models else "diffusion"
         return float(self.info.get("guidance", {}).get(kind, 1.0))
 
+    @property
+    def guidance_max_t(self) -> int:
+        """Guidance applies at timesteps up to this one (info["guidance"]["max_t"]; all when unnamed)."""
+        return int(self.info.get("guidance", {}).get("max_t", self.config.num_train_timesteps))
+
 
 @contextmanager
 def atomic_folder(path: str | os.PathLike):

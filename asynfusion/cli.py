@@ -135,7 +135,7 @@ def cmd_train(args) -> None:
         52 if space == "arkit" else 100), **given(args, "width", "depth", "heads", "interaction", "num_speakers"))
     config = TrainConfig(data=args.data, out=args.out, bf16=training_bf16(args), init=args.init,
                          **given(args, "steps", "batch_size", "lr", "seed", "save_every", "threads", "pause_weight",
-                                 "audio_dropout", "guidance"))
+                                 "audio_dropout", "guidance", "guidance_max_t"))
     info = {"trained_on": args.trained_on or f"{'built-in corpus' if space == 'arkit' else 'BEAT2'} at {args.data}"}
     print(f"checkpoint written to {train(config, model_config, info)}")
 
@@ -162,7 +162,7 @@ def cmd_distill(args) -> None:
 
     config = DistillConfig(data=args.data, teacher=args.teacher, out=args.out or args.teacher,
                            bf16=training_bf16(args),
-                           **given(args, "steps", "batch_size", "seed", "threads", "guidance"))
+                           **given(args, "steps", "batch_size", "seed", "threads", "guidance", "guidance_max_t"))
     print(f"distilled checkpoint written to {distill(config)}")
 
 
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     for option, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--width", int), ("--depth", int),
                          ("--heads", int), ("--num-speakers", int), ("--save-every", int), ("--threads", int),
                          ("--seed", int), ("--pause-weight", float), ("--audio-dropout", float),
-                         ("--guidance", float)):
+                         ("--guidance", float), ("--guidance-max-t", int)):
         p.add_argument(option, type=kind, default=None)
     p.add_argument("--interaction", choices=INTERACTIONS, default=None)
     p.add_argument("--expression-coeffs", type=int, default=None, help="default: 52 (ARKit corpus) or 100 (BEAT2)")
@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(option, type=int, default=None)
     p.add_argument("--guidance", type=float, default=None,
                    help="the teacher's classifier-free guidance scale (default: the one its checkpoint names)")
+    p.add_argument("--guidance-max-t", type=int, default=None,
+                   help="guide the teacher at timesteps up to this one (default: as its checkpoint names)")
     precision_option(p, "distillation")
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.set_defaults(run=cmd_distill)

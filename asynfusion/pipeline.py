@@ -186,7 +186,8 @@ class Pipeline:
         torch.set_num_threads(threads)
         x, sampling = sample(model, batch, request.spec, request.steps, draw_noise, speaker=speakers,
                              dtype=self.dtype, count_flops=count_flops,
-                             guidance=self.checkpoint.guidance_for(request.spec.weights))
+                             guidance=self.checkpoint.guidance_for(request.spec.weights),
+                             guidance_max_t=self.checkpoint.guidance_max_t)
 
         stitch_start = time.perf_counter()
         features_out = {b: stitch([w.float().cpu().numpy() for w in x[b]], starts, num_frames, overlap)

@@ -163,6 +163,14 @@ def test_classifier_free_guidance_extrapolates_from_the_unconditional_prediction
     assert torch.equal(plain["gesture"], same["gesture"]) and not torch.allclose(plain["gesture"], guided["gesture"])
     assert (guided_stats.nfe_expression, guided_stats.nfe_gesture) == (6, 6) and guided_stats.guidance == 2.0
     assert guided_stats.gflops_gesture == pytest.approx(2 * plain_stats.gflops_gesture)
+    # guided only at timesteps up to max_t: with none that low, every step is the conditional one
+    never, _ = sample(model, audio, "ddim", {"expression": 3, "gesture": 3},
+                      generator=torch.Generator().manual_seed(0), guidance=2.0, guidance_max_t=-1)
+    torch.testing.assert_close(never["gesture"], plain["gesture"], atol=1e-5, rtol=1e-4)
+    where = torch.tensor([True, False])
+    mixed = guide(doubled["gesture"], 3.0, where)
+    torch.testing.assert_close(mixed[1], conditional["gesture"][1])
+    torch.testing.assert_close(mixed[0], guide(doubled["gesture"], 3.0)[0])
     # the first window of a guided batch is the same whether sampled alone or beside another
     alone, _ = sample(model, audio[:1], "ddim", {"expression": 3, "gesture": 3},
                       draw_noise=lambda b, k: torch.zeros(1, 16, model.config.gesture_dim if b == "gesture"

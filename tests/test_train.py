@@ -157,9 +157,9 @@ def test_audio_dropout_records_guidance_and_distillation_learns_the_guided_teach
     from asynfusion.training.distill import guided_teacher
 
     model_config = tiny_config(expression_coeffs=100, expression_space="flame")
-    out = train(config(data, tmp_path / "cfg", 2, audio_dropout=0.5, guidance=2.5), model_config)
+    out = train(config(data, tmp_path / "cfg", 2, audio_dropout=0.5, guidance=2.5, guidance_max_t=700), model_config)
     teacher_checkpoint = load_checkpoint(out)
-    assert teacher_checkpoint.guidance_for("diffusion") == 2.5
+    assert teacher_checkpoint.guidance_for("diffusion") == 2.5 and teacher_checkpoint.guidance_max_t == 700
     assert teacher_checkpoint.guidance_for("lcm") == 2.5  # not distilled yet: LCM samplers use the diffusion model
     plain = load_checkpoint(train(config(data, tmp_path / "plain", 2, audio_dropout=0.0), model_config))
     assert plain.guidance_for("diffusion") == 1.0
@@ -182,7 +182,10 @@ def test_audio_dropout_records_guidance_and_distillation_learns_the_guided_teach
         unconditional = teacher(x, t, audio, keep_audio=torch.zeros(2, dtype=torch.bool))
         guided = guided_teacher(teacher, x, t, audio, None, 2.5)
         unguided = guided_teacher(teacher, x, t, audio, None, 1.0)
+        below = guided_teacher(teacher, x, t, audio, None, 2.5, max_t=500)  # guided at t = 100, not at 700
     for b in x:
         torch.testing.assert_close(guided[b], unconditional[b] + 2.5 * (conditional[b] - unconditional[b]),
                                    atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(unguided[b], conditional[b])
+        torch.testing.assert_close(below[b][0], guided[b][0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(below[b][1], conditional[b][1], atol=1e-5, rtol=1e-4)

@@ -46,6 +46,7 @@ class DistillConfig:
     save_every: int = 100
     threads: int = 0
     guidance: float | None = None  # the teacher's guidance scale; None: the one its checkpoint names
+    guidance_max_t: int | None = None  # guided at timesteps up to this; None: as its checkpoint names
 
 
 def grid_pairs(solver_steps: int, num_train_timesteps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,15 +55,15 @@ def grid_pairs(solver_steps: int, num_train_timesteps: int) -> tuple[torch.Tenso
     return torch.tensor(grid), torch.tensor(grid[1:] + [-1])
 
 
-def guided_teacher(teacher, x_t, t, audio, speaker, guidance: float) -> dict[str, torch.Tensor]:
-    """The teacher's raw predictions, classifier-free guided when `guidance` is not 1."""
+def guided_teacher(teacher, x_t, t, audio, speaker, guidance: float, max_t: int = 1000) -> dict[str, torch.Tensor]:
+    """The teacher's raw predictions, classifier-free guided at timesteps <= max_t when `guidance` is not 1."""
     if guidance == 1.0:
         return teacher(x_t, t, audio, speaker)
     batch = len(audio)
     keep = torch.arange(2 * batch) < batch  # the second copy of every sample sees no audio
     output = teacher({b: torch.cat([x_t[b], x_t[b]]) for b in BRANCHES}, {b: torch.cat([t[b], t[b]]) for b in BRANCHES},
                      torch.cat([audio, audio]), None if speaker is None else torch.cat([speaker, speaker]), keep)
-    return {b: guide(output[b], guidance) for b in BRANCHES}
+    return {b: guide(output[b], guidance, t[b] <= max_t) for b in BRANCHES}
 
 
 def distill(config: DistillConfig) -> Path:
@@ -73,6 +74,7 @@ def distill(config: DistillConfig) -> Path:
     model_config = teacher_checkpoint.config
     teacher = teacher_checkpoint.models["diffusion"].eval().requires_grad_(False)
     guidance = teacher_checkpoint.guidance_for("diffusion") if config.guidance is None else config.guidance
+    max_t = teacher_checkpoint.guidance_max_t if config.guidance_max_t is None else config.guidance_max_t
     data = load_training_data(config.data, model_config, model_config.window_frames, 20, teacher_checkpoint.stats)
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     target = copy.deepcopy(teacher).eval().requires_grad_(False)
@@ -99,7 +101,7 @@ def distill(config: DistillConfig) -> Path:
             x_t[b] = schedule.add_noise(x0[b], torch.randn(x0[b].shape, generator=generator), t[b])
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             # 1. the teacher's DDIM step t -> s (the ODE solver), both branches at their own t
-            v_teacher = velocities(guided_teacher(teacher, x_t, t, audio, speaker, guidance), x_t, t)
+            v_teacher = velocities(guided_teacher(teacher, x_t, t, audio, speaker, guidance, max_t), x_t, t)
             x_s = {b: ddim_step(schedule, v_teacher[b], t[b], s[b], x_t[b])[0] for b in BRANCHES}
             # 2. the target network's consistency output at s
             s_clean = {b: s[b].clamp(min=0) for b in BRANCHES}
@@ -121,7 +123,8 @@ def distill(config: DistillConfig) -> Path:
                        optimizer=optimizer.state_dict(), step=step + 1)
             info = dict(teacher_checkpoint.info)
             info["guidance"] = {**info.get("guidance", {}), "lcm": 1.0}  # the student learnt the guided teacher
-            info["distillation"] = {**asdict(config), "guidance": guidance, "completed_steps": step + 1,
+            info["distillation"] = {**asdict(config), "guidance": guidance, "guidance_max_t": max_t,
+                                    "completed_steps": step + 1,
                                     "seconds_this_run": round(time.perf_counter() - started, 1)}
             models = {"diffusion": teacher, "lcm": target.eval()}
             save_checkpoint(config.out, Checkpoint(model_config, teacher_checkpoint.stats, models, info))

@@ -46,7 +46,8 @@ class TrainConfig:
     same_timestep: float = 0.25    # fraction of samples where both branches share t (as at sync sampling)
     pause_weight: float = 5.0      # a settled-pause frame's weight in the gesture loss, relative to other frames
     audio_dropout: float = 0.15    # fraction of samples trained without audio: the unconditional model of guidance
-    guidance: float = 2.0          # the guidance scale recorded for sampling (when audio_dropout > 0)
+    guidance: float = 3.0          # the guidance scale recorded for sampling (when audio_dropout > 0) ...
+    guidance_max_t: int = 800      # ... at timesteps up to this one (sampler.guide)
     window: int = 64
     stride: int = 20
     bf16: bool = field(default_factory=bf16_by_default)  # bf16 autocast only where native (precision.py)
@@ -179,7 +180,8 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
                        optimizer=optimizer.state_dict(), step=step + 1)
             record = {"trained_on": info.get("trained_on", config.data) if info else config.data,
                       "description": (info or {}).get("description", ""),
-                      "guidance": {"diffusion": config.guidance if config.audio_dropout > 0 else 1.0},
+                      "guidance": {"diffusion": config.guidance if config.audio_dropout > 0 else 1.0,
+                                   "max_t": config.guidance_max_t},
                       "training": {**asdict(config), "completed_steps": step + 1, "world_size": world,
                                    "seconds_this_run": round(time.perf_counter() - started, 1),
                                    "last_losses": {k: round(v, 4) for k, v in log.items()}}}
