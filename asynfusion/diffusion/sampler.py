@@ -128,8 +128,8 @@ def sample(
         overlapping windows so they start alike.
     count_flops: fill the GFLOPs fields of the stats (counted once per model and window length, then
         cached; the first count costs about a second, so a one-shot command line run skips it).
-    guidance: classifier-free guidance scale w; above 1 each step evaluates the windows with and
-        without their audio in one batch (`evaluate`), guiding a branch at timesteps <= guidance_max_t.
+    guidance, guidance_max_t: classifier-free guidance scale w, applied at timesteps <= guidance_max_t
+        (`evaluate`; 1.0 = one plain conditional evaluation a step).
     Returns ({"expression": (B, N, D_E), "gesture": (B, N, D_G)}, SampleStats).
     """
     spec = get_sampler(spec) if isinstance(spec, str) else spec
@@ -147,10 +147,8 @@ def sample(
     timesteps = {b: branch_timesteps(spec.rule, b, steps[b], config.num_train_timesteps) for b in BRANCHES}
     previous = {b: previous_timesteps(timesteps[b]) for b in BRANCHES}
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-
-    start = time.perf_counter()
     with autocast:
-        audio_features = model.encode_audio(audio)
+        start, audio_features = time.perf_counter(), model.encode_audio(audio)
     stats.seconds_audio = time.perf_counter() - start
     if guidance != 1.0:  # rows B.. are the unconditional copies: no audio
         audio_features, speaker = unconditional_rows(audio_features, speaker)
