@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..config import BRANCHES
 from ..diffusion.registry import LCM_SOLVER_STEPS
-from ..diffusion.sampler import guide
+from ..diffusion.sampler import evaluate, unconditional_rows
 from ..diffusion.schedule import NoiseSchedule, consistency_output, ddim_step, solver_grid
+from ..model import FeatureBuffer
 from ..precision import bf16_by_default
 from ..seeding import DISTILL_BATCH, generator_for
 from .loop import distributed, learning_rate, load_training_data, optimize, progress_bar, resume, save_state
@@ -56,14 +57,12 @@ def grid_pairs(solver_steps: int, num_train_timesteps: int) -> tuple[torch.Tenso
 
 
 def guided_teacher(teacher, x_t, t, audio, speaker, guidance: float, max_t: int = 1000) -> dict[str, torch.Tensor]:
-    """The teacher's raw predictions, classifier-free guided at timesteps <= max_t when `guidance` is not 1."""
-    if guidance == 1.0:
-        return teacher(x_t, t, audio, speaker)
-    batch = len(audio)
-    keep = torch.arange(2 * batch) < batch  # the second copy of every sample sees no audio
-    output = teacher({b: torch.cat([x_t[b], x_t[b]]) for b in BRANCHES}, {b: torch.cat([t[b], t[b]]) for b in BRANCHES},
-                     torch.cat([audio, audio]), None if speaker is None else torch.cat([speaker, speaker]), keep)
-    return {b: guide(output[b], guidance, t[b] <= max_t) for b in BRANCHES}
+    """The teacher's raw predictions, classifier-free guided at timesteps <= max_t when `guidance` is
+    not 1: the sampler's own guided evaluation, the audio encoded once."""
+    features = teacher.encode_audio(audio)
+    if guidance != 1.0:
+        features, speaker = unconditional_rows(features, speaker)
+    return evaluate(teacher, x_t, t, features, speaker, FeatureBuffer(), guidance, max_t)
 
 
 def distill(config: DistillConfig) -> Path:

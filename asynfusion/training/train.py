@@ -168,7 +168,8 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         weights = {"gesture": frame_weights(data.pause[index], config.pause_weight)}
         t = sample_timesteps(config.batch_size, model_config.num_train_timesteps, config.same_timestep, generator)
         noise = {b: torch.randn(x0[b].shape, generator=generator) for b in BRANCHES}
-        keep_audio = torch.rand(config.batch_size, generator=generator) >= config.audio_dropout
+        keep_audio = torch.rand(config.batch_size, generator=generator) >= config.audio_dropout \
+            if config.audio_dropout else None
         loss, log = diffusion_loss(network, schedule, x0, audio, speaker, t, noise, config.bf16, config.snr_gamma,
                                    model_config.prediction, weights, keep_audio)
         optimize(loss, model, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
