@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from . import settings
 from .config import ModelConfig
+from .diffusion.guidance import Guidance
 from .errors import InputError
 from .model import AsynFusionModel
 from .motion import NormStats
@@ -49,17 +50,13 @@ class Checkpoint:
         checkpoint was never distilled."""
         return self.models.get(weights, self.models["diffusion"])
 
-    def guidance_for(self, weights: str) -> float:
-        """The classifier-free guidance scale to sample `model_for(weights)` with: the diffusion model's
-        is chosen after training (info["guidance"]["diffusion"]); distilled weights learnt the guided
-        teacher and run unguided (1.0, no extra cost). 1.0 when the checkpoint names none."""
+    def guidance_for(self, weights: str) -> Guidance:
+        """The classifier-free guidance to sample `model_for(weights)` with (diffusion/guidance.py), as
+        info["guidance"] names it: the diffusion model's is chosen after training; a distilled student
+        learnt the guided teacher, and may be guided further. None named: unguided."""
         kind = weights if weights in self.models else "diffusion"
-        return float(self.info.get("guidance", {}).get(kind, 1.0))
-
-    @property
-    def guidance_max_t(self) -> int:
-        """Guidance applies at timesteps up to this one (info["guidance"]["max_t"]; all when unnamed)."""
-        return int(self.info.get("guidance", {}).get("max_t", self.config.num_train_timesteps))
+        named = self.info.get("guidance", {})
+        return Guidance.parse(named.get(kind, 1.0), named.get("max_t", self.config.num_train_timesteps))
 
 
 @contextmanager

@@ -162,8 +162,29 @@ def cmd_distill(args) -> None:
 
     config = DistillConfig(data=args.data, teacher=args.teacher, out=args.out or args.teacher,
                            bf16=training_bf16(args),
+                           sample_guidance=guidance_table(args.sample_guidance),
                            **given(args, "steps", "batch_size", "seed", "threads", "guidance", "guidance_max_t"))
     print(f"distilled checkpoint written to {distill(config)}")
+
+
+def guidance_table(pairs: list[str] | None) -> dict | None:
+    """['gesture=2.5', 'max_t=400'] -> {'gesture': 2.5, 'max_t': 400} (diffusion/guidance.py)."""
+    from .diffusion.guidance import Guidance
+
+    if not pairs:
+        return None
+    table = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            table[name] = int(value) if name == "max_t" else float(value)
+        except ValueError:
+            raise InputError(f"--sample-guidance takes BRANCH=SCALE or max_t=T, got '{pair}'") from None
+    try:
+        Guidance.parse(table, 1000)
+    except ValueError as error:
+        raise InputError(f"--sample-guidance: {error}") from None
+    return table
 
 
 def cmd_realism(args) -> None:
@@ -273,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the teacher's classifier-free guidance scale (default: the one its checkpoint names)")
     p.add_argument("--guidance-max-t", type=int, default=None,
                    help="guide the teacher at timesteps up to this one (default: as its checkpoint names)")
+    p.add_argument("--sample-guidance", nargs="+", default=None, metavar="BRANCH=SCALE",
+                   help="how the student samples, e.g. gesture=2.5 max_t=400 (default: unguided)")
     precision_option(p, "distillation")
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.set_defaults(run=cmd_distill)

@@ -185,6 +185,15 @@ class FeatureBuffer:
                                f"that branch must step before the other can read it")
         return self.features[block, branch]
 
+    def match_rows(self, rows: int) -> None:
+        """Resize every entry to `rows` windows for a guided evaluation (sampler guidance.evaluate): the
+        first `rows` of a doubled batch, or a batch repeated to double it."""
+        for key, features in self.features.items():
+            if len(features) > rows:
+                self.features[key] = features[:rows]
+            elif len(features) < rows:
+                self.features[key] = features.repeat(rows // len(features), *([1] * (features.dim() - 1)))
+
 
 # ----------------------------------------------------------------------------
 # The dual-branch model

@@ -88,7 +88,7 @@ class GenerationReport:
         s = self.sampling
         return {
             "sampler": s.sampler, "steps_expression": s.steps_expression, "steps_gesture": s.steps_gesture,
-            "nfe_expression": s.nfe_expression, "nfe_gesture": s.nfe_gesture, "guidance": s.guidance,
+            "nfe_expression": s.nfe_expression, "nfe_gesture": s.nfe_gesture, "guidance": s.guidance_text,
             "seconds_expression": round(s.seconds_expression, 4), "seconds_gesture": round(s.seconds_gesture, 4),
             "seconds_features": round(self.seconds_features, 4), "seconds_sampling": round(s.seconds_total, 4),
             "seconds_stitch": round(self.seconds_stitch, 4),
@@ -186,8 +186,7 @@ class Pipeline:
         torch.set_num_threads(threads)
         x, sampling = sample(model, batch, request.spec, request.steps, draw_noise, speaker=speakers,
                              dtype=self.dtype, count_flops=count_flops,
-                             guidance=self.checkpoint.guidance_for(request.spec.weights),
-                             guidance_max_t=self.checkpoint.guidance_max_t)
+                             guidance=self.checkpoint.guidance_for(request.spec.weights))
 
         stitch_start = time.perf_counter()
         features_out = {b: stitch([w.float().cpu().numpy() for w in x[b]], starts, num_frames, overlap)

@@ -136,7 +136,7 @@ def test_flop_counts_follow_the_architecture_not_the_object(tiny_config):
 def test_classifier_free_guidance_extrapolates_from_the_unconditional_prediction(randomize_zero_inits, tiny_config):
     """A guided step evaluates each window with and without its audio and moves w times as far from the
     unconditional prediction; w = 1 is the plain conditional sampler; NFE and FLOPs count both halves."""
-    from asynfusion.diffusion.sampler import guide
+    from asynfusion.diffusion.guidance import Guidance, guide
 
     model = AsynFusionModel(tiny_config()).eval()
     randomize_zero_inits(model)
@@ -161,12 +161,13 @@ def test_classifier_free_guidance_extrapolates_from_the_unconditional_prediction
     guided, guided_stats = sample(model, audio, "ddim", {"expression": 3, "gesture": 3},
                                   generator=torch.Generator().manual_seed(0), guidance=2.0)
     assert torch.equal(plain["gesture"], same["gesture"]) and not torch.allclose(plain["gesture"], guided["gesture"])
-    assert (guided_stats.nfe_expression, guided_stats.nfe_gesture) == (6, 6) and guided_stats.guidance == 2.0
+    assert (guided_stats.nfe_expression, guided_stats.nfe_gesture) == (6, 6) and guided_stats.guidance_text == "w=2"
     assert guided_stats.gflops_gesture == pytest.approx(2 * plain_stats.gflops_gesture)
-    # guided only at timesteps up to max_t: with none that low, every step is the conditional one
-    never, _ = sample(model, audio, "ddim", {"expression": 3, "gesture": 3},
-                      generator=torch.Generator().manual_seed(0), guidance=2.0, guidance_max_t=-1)
+    # guided only at timesteps up to max_t: with none that low, every step is the plain conditional one
+    never, never_stats = sample(model, audio, "ddim", {"expression": 3, "gesture": 3},
+                                generator=torch.Generator().manual_seed(0), guidance=Guidance.uniform(2.0, -1))
     torch.testing.assert_close(never["gesture"], plain["gesture"], atol=1e-5, rtol=1e-4)
+    assert (never_stats.nfe_expression, never_stats.nfe_gesture) == (3, 3)  # nothing guided: no second half
     where = torch.tensor([True, False])
     mixed = guide(doubled["gesture"], 3.0, where)
     torch.testing.assert_close(mixed[1], conditional["gesture"][1])
@@ -179,3 +180,32 @@ def test_classifier_free_guidance_extrapolates_from_the_unconditional_prediction
                        draw_noise=lambda b, k: torch.zeros(2, 16, model.config.gesture_dim if b == "gesture"
                                                            else model.config.expression_dim), guidance=2.0)
     torch.testing.assert_close(alone["gesture"][0], beside["gesture"][0], atol=1e-5, rtol=1e-4)
+
+
+def test_guidance_of_one_branch_in_an_interval_runs_the_second_half_only_where_it_applies(randomize_zero_inits,
+                                                                                         tiny_config):
+    """async LCM with the gesture branch guided at t <= 400: only the ticks with a guided gesture step run
+    the unconditional half (the face stepping on them too, since the gesture reads it), and the branch
+    that does not step reads features of the matching rows."""
+    from asynfusion.diffusion.guidance import Guidance
+    from asynfusion.diffusion.sampler import branch_timesteps
+
+    model = AsynFusionModel(tiny_config()).eval()
+    randomize_zero_inits(model)
+    audio = torch.randn(2, 16, model.config.audio_dim)
+    guidance = Guidance({"gesture": 2.0}, max_t=400)
+    plan = tick_plan(4, 8)
+    gesture_t = branch_timesteps("lcm", "gesture", 8, model.config.num_train_timesteps)
+    guided_ticks = [i for i, t in enumerate(gesture_t) if t <= 400]
+    assert 0 < len(guided_ticks) < 8
+    plain, _ = sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(0))
+    guided, stats = sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(0), guidance=guidance)
+    assert stats.nfe_gesture == 8 + len(guided_ticks)
+    assert stats.nfe_expression == 4 + sum("expression" in plan[i] for i in guided_ticks)
+    assert stats.guidance_text == "gesture w=2 at t <= 400"
+    assert not torch.allclose(plain["gesture"], guided["gesture"])
+    # the face is not guided: with a gesture scale of 1 the same run is the plain one
+    same, same_stats = sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(0),
+                              guidance=Guidance({"gesture": 1.0}, max_t=400))
+    torch.testing.assert_close(same["expression"], plain["expression"])
+    assert same_stats.nfe_gesture == 8

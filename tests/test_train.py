@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from asynfusion.checkpoint import load_checkpoint
+from asynfusion.diffusion.guidance import Guidance
 from asynfusion.pipeline import Pipeline
 from asynfusion.request import Request
 from asynfusion.training.distill import DistillConfig, distill
@@ -159,15 +160,19 @@ def test_audio_dropout_records_guidance_and_distillation_learns_the_guided_teach
     model_config = tiny_config(expression_coeffs=100, expression_space="flame")
     out = train(config(data, tmp_path / "cfg", 2, audio_dropout=0.5, guidance=2.5, guidance_max_t=700), model_config)
     teacher_checkpoint = load_checkpoint(out)
-    assert teacher_checkpoint.guidance_for("diffusion") == 2.5 and teacher_checkpoint.guidance_max_t == 700
-    assert teacher_checkpoint.guidance_for("lcm") == 2.5  # not distilled yet: LCM samplers use the diffusion model
+    assert teacher_checkpoint.guidance_for("diffusion") == Guidance.uniform(2.5, 700)
+    assert teacher_checkpoint.guidance_for("lcm") == Guidance.uniform(2.5, 700)  # undistilled: diffusion
     plain = load_checkpoint(train(config(data, tmp_path / "plain", 2, audio_dropout=0.0), model_config))
-    assert plain.guidance_for("diffusion") == 1.0
+    assert not plain.guidance_for("diffusion").active
 
     distilled = load_checkpoint(distill(DistillConfig(data=str(data), teacher=str(out), out=str(tmp_path / "lcm"),
                                                       steps=2, batch_size=2, bf16=False)))
-    assert distilled.info["distillation"]["guidance"] == 2.5
-    assert distilled.guidance_for("lcm") == 1.0 and distilled.guidance_for("diffusion") == 2.5
+    assert distilled.info["distillation"]["guidance"] == {"expression": 2.5, "gesture": 2.5, "max_t": 700}
+    assert not distilled.guidance_for("lcm").active and distilled.guidance_for("diffusion").scale("gesture") == 2.5
+    told = load_checkpoint(distill(DistillConfig(data=str(data), teacher=str(out), out=str(tmp_path / "lcm2"),
+                                                 steps=1, batch_size=2, bf16=False,
+                                                 sample_guidance={"gesture": 2.0, "max_t": 300})))
+    assert told.guidance_for("lcm") == Guidance({"gesture": 2.0}, 300)
 
     teacher = teacher_checkpoint.models["diffusion"]
     with torch.no_grad():
@@ -180,12 +185,15 @@ def test_audio_dropout_records_guidance_and_distillation_learns_the_guided_teach
     with torch.no_grad():
         conditional = teacher(x, t, audio)
         unconditional = teacher(x, t, audio, keep_audio=torch.zeros(2, dtype=torch.bool))
-        guided = guided_teacher(teacher, x, t, audio, None, 2.5)
-        unguided = guided_teacher(teacher, x, t, audio, None, 1.0)
-        below = guided_teacher(teacher, x, t, audio, None, 2.5, max_t=500)  # guided at t = 100, not at 700
+        guided = guided_teacher(teacher, x, t, audio, None, Guidance.uniform(2.5))
+        unguided = guided_teacher(teacher, x, t, audio, None, Guidance())
+        below = guided_teacher(teacher, x, t, audio, None, Guidance.uniform(2.5, 500))  # at t = 100, not at 700
+        gesture_only = guided_teacher(teacher, x, t, audio, None, Guidance({"gesture": 2.5}))
     for b in x:
         torch.testing.assert_close(guided[b], unconditional[b] + 2.5 * (conditional[b] - unconditional[b]),
                                    atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(unguided[b], conditional[b])
         torch.testing.assert_close(below[b][0], guided[b][0], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(below[b][1], conditional[b][1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(gesture_only["gesture"], guided["gesture"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(gesture_only["expression"], conditional["expression"], atol=1e-5, rtol=1e-4)

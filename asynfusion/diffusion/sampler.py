@@ -16,12 +16,13 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
 from ..config import BRANCHES
 from ..model import AsynFusionModel, FeatureBuffer
+from .guidance import NONE, Guidance, evaluate, unconditional_rows
 from .registry import LCM_SOLVER_STEPS, SamplerSpec, get_sampler
 from .schedule import NoiseSchedule, ddim_step, ddim_timesteps, lcm_step, lcm_timesteps, previous_timesteps
 
@@ -40,7 +41,8 @@ class SampleStats:
     gflops_expression: float = 0.0
     gflops_gesture: float = 0.0
     gflops: float = 0.0
-    guidance: float = 1.0        # classifier-free guidance scale; > 1 doubles each step's evaluations
+    guidance: dict = field(default_factory=dict)  # Guidance.to_dict(): scale per branch and max_t
+    guidance_text: str = "none"  # Guidance.describe()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +102,8 @@ class BranchTimer:
         self.seconds[branch] += time.perf_counter() - since
 
     def close(self) -> None:
+        """Remove the hooks, and wait for the device: a GPU's queued work must finish before the clock is read."""
+        self._sync()
         for handle in self._handles:
             handle.remove()
 
@@ -115,8 +119,7 @@ def sample(
     speaker: torch.Tensor | None = None,
     dtype: torch.dtype = torch.float32,
     count_flops: bool = True,
-    guidance: float = 1.0,
-    guidance_max_t: int = 1000,
+    guidance: Guidance | float = NONE,
 ) -> tuple[dict[str, torch.Tensor], SampleStats]:
     """Generate normalized motion features for a batch of windows with one sampler of the registry
     (its SamplerSpec, or its name).
@@ -128,11 +131,12 @@ def sample(
         overlapping windows so they start alike.
     count_flops: fill the GFLOPs fields of the stats (counted once per model and window length, then
         cached; the first count costs about a second, so a one-shot command line run skips it).
-    guidance, guidance_max_t: classifier-free guidance scale w, applied at timesteps <= guidance_max_t
-        (`evaluate`; 1.0 = one plain conditional evaluation a step).
+    guidance: classifier-free guidance (guidance.py), per branch in a timestep interval; a number guides
+        both branches at every step. A guided tick evaluates each window twice (two NFE).
     Returns ({"expression": (B, N, D_E), "gesture": (B, N, D_G)}, SampleStats).
     """
     spec = get_sampler(spec) if isinstance(spec, str) else spec
+    guidance = guidance if isinstance(guidance, Guidance) else Guidance.uniform(guidance)
     steps = spec.steps((steps or {}).get("expression"), (steps or {}).get("gesture"))
     stats = SampleStats(spec.name, steps["expression"], steps["gesture"])
     config = model.config
@@ -150,18 +154,19 @@ def sample(
     with autocast:
         start, audio_features = time.perf_counter(), model.encode_audio(audio)
     stats.seconds_audio = time.perf_counter() - start
-    if guidance != 1.0:  # rows B.. are the unconditional copies: no audio
+    if guidance.active:  # rows B.. are the unconditional copies: no audio
         audio_features, speaker = unconditional_rows(audio_features, speaker)
     x = {b: draw_noise(b, 0).to(device) for b in BRANCHES}
     done = dict.fromkeys(BRANCHES, 0)  # steps taken per branch
+    nfe = dict.fromkeys(BRANCHES, 0)   # evaluations per window: two on a guided tick
     buffer = FeatureBuffer()
     timer = BranchTimer(model, device)
     try:
         for active in tick_plan(steps["expression"], steps["gesture"]):
             t = {b: torch.full((batch,), timesteps[b][done[b]], dtype=torch.long, device=device) for b in active}
             with autocast:
-                output = evaluate(model, {b: x[b] for b in active}, t, audio_features, speaker, buffer, guidance,
-                                  guidance_max_t)
+                output, rows = evaluate(model, {b: x[b] for b in active}, t, audio_features, speaker, buffer,
+                                        guidance)
             for b in active:
                 step_start = time.perf_counter()
                 t_now, t_prev = timesteps[b][done[b]], previous[b][done[b]]
@@ -172,15 +177,13 @@ def sample(
                 else:
                     x[b], _ = ddim_step(schedule, v, t_now, t_prev, x[b])
                 done[b] += 1
+                nfe[b] += rows
                 timer.add(b, step_start)
     finally:
         timer.close()
-    if device.type == "cuda":  # GPU work is asynchronous: wait for it before reading the clock
-        torch.cuda.synchronize(device)
     stats.seconds_total = time.perf_counter() - start
-    rows = 1 if guidance == 1.0 else 2  # a guided step evaluates the network on twice the windows: two NFE
-    stats.nfe_expression, stats.nfe_gesture = done["expression"] * rows, done["gesture"] * rows
-    stats.guidance = guidance
+    stats.nfe_expression, stats.nfe_gesture = nfe["expression"], nfe["gesture"]
+    stats.guidance, stats.guidance_text = guidance.to_dict(), guidance.describe()
     stats.seconds_expression, stats.seconds_gesture = timer.seconds["expression"], timer.seconds["gesture"]
     if count_flops:
         count_gflops(stats, model, audio, None if speaker is None else speaker[:batch])
@@ -194,37 +197,6 @@ def count_gflops(stats: SampleStats, model: AsynFusionModel, audio: torch.Tensor
     stats.gflops_expression = flops["expression"] * stats.nfe_expression
     stats.gflops_gesture = flops["gesture"] * stats.nfe_gesture
     stats.gflops = flops["audio"] + stats.gflops_expression + stats.gflops_gesture
-
-
-def unconditional_rows(audio_features: torch.Tensor, speaker) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(B, N, W) features -> (2B, N, W): the windows, then the same windows without audio (F_aud = 0)."""
-    speaker = None if speaker is None else torch.cat([speaker, speaker])
-    return torch.cat([audio_features, torch.zeros_like(audio_features)]), speaker
-
-
-def evaluate(model: AsynFusionModel, x: dict[str, torch.Tensor], t: dict[str, torch.Tensor],
-             audio_features: torch.Tensor, speaker, buffer: FeatureBuffer, guidance: float,
-             max_t: int = 1000) -> dict[str, torch.Tensor]:
-    """One network evaluation of the branches in `x`. Guided (Ho & Salimans 2022), `audio_features`
-    holds the rows of `unconditional_rows` and the prediction of each sample at t <= max_t follows
-    u + w (c - u) (`guide`); above max_t (the noisiest steps) it is the conditional one."""
-    if guidance == 1.0:
-        return model.denoise(x, t, audio_features, speaker, buffer)
-    output = model.denoise({b: torch.cat([x[b], x[b]]) for b in x}, {b: torch.cat([t[b], t[b]]) for b in t},
-                           audio_features, speaker, buffer)
-    return {b: guide(output[b], guidance, t[b] <= max_t) for b in output}
-
-
-def guide(output: torch.Tensor, scale: float, where: torch.Tensor | None = None) -> torch.Tensor:
-    """Classifier-free guidance of a prediction whose first half of rows saw the audio and second half
-    did not: u + w (c - u) (linear, so it holds for x0, v or noise predictions alike), for the samples
-    `where` (B,) is True (default all), the conditional prediction c for the others.
-
-    Guiding only below the noisiest timesteps (Kynkäänniemi et al. 2024, guidance in a limited
-    interval): guided there, our model lowered the hands 1-2 cm further from the data."""
-    conditional, unconditional = output.chunk(2)
-    guided = unconditional + scale * (conditional - unconditional)
-    return guided if where is None else torch.where(where.view(-1, 1, 1), guided, conditional)
 
 
 _FLOPS_CACHE: dict[tuple, dict[str, float]] = {}

@@ -201,8 +201,8 @@ def format_report(report: dict) -> str:
             f"{r['seconds_total']:>8.3f} {r['gflops_expression']:>8.1f} {r['gflops_gesture']:>8.1f} "
             f"{r['gflops'] / max(r['seconds_sampling'], 1e-9):>8.0f} {r['realtime_factor']:>7.4f} {speedup:>8}")
     for r in rows:
-        if r.get("guidance", 1.0) != 1.0:
-            lines.append(f"{r['sampler']}: classifier-free guidance w={r['guidance']:g}: every step evaluates each "
+        if r.get("guidance", "none") != "none":
+            lines.append(f"{r['sampler']}: classifier-free guidance {r['guidance']}: a guided step evaluates each "
                          "window with and without its audio (both counted in NFE, seconds and GFLOPs)")
     if report["interactions"]:
         base = next(r["seconds_sampling"] for r in report["interactions"] if r["interaction"] == "none")

@@ -15,7 +15,7 @@ learns the guided ODE and samples with one unguided evaluation per step (LCM's g
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..config import BRANCHES
+from ..diffusion.guidance import Guidance, evaluate, unconditional_rows
 from ..diffusion.registry import LCM_SOLVER_STEPS
-from ..diffusion.sampler import evaluate, unconditional_rows
 from ..diffusion.schedule import NoiseSchedule, consistency_output, ddim_step, solver_grid
 from ..model import FeatureBuffer
 from ..precision import bf16_by_default
@@ -48,6 +48,9 @@ class DistillConfig:
     threads: int = 0
     guidance: float | None = None  # the teacher's guidance scale; None: the one its checkpoint names
     guidance_max_t: int | None = None  # guided at timesteps up to this; None: as its checkpoint names
+    # how the student samples (info["guidance"]["lcm"], guidance.py): None unguided, or e.g.
+    # {"gesture": 2.5, "max_t": 400}, chosen by evaluating the student after distillation
+    sample_guidance: dict | None = None
 
 
 def grid_pairs(solver_steps: int, num_train_timesteps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,13 +59,21 @@ def grid_pairs(solver_steps: int, num_train_timesteps: int) -> tuple[torch.Tenso
     return torch.tensor(grid), torch.tensor(grid[1:] + [-1])
 
 
-def guided_teacher(teacher, x_t, t, audio, speaker, guidance: float, max_t: int = 1000) -> dict[str, torch.Tensor]:
-    """The teacher's raw predictions, classifier-free guided at timesteps <= max_t when `guidance` is
-    not 1: the sampler's own guided evaluation, the audio encoded once."""
+def guided_teacher(teacher, x_t, t, audio, speaker, guidance: Guidance) -> dict[str, torch.Tensor]:
+    """The teacher's raw predictions, classifier-free guided where `guidance` says: the sampler's own
+    guided evaluation, the audio encoded once."""
     features = teacher.encode_audio(audio)
-    if guidance != 1.0:
+    if guidance.active:
         features, speaker = unconditional_rows(features, speaker)
-    return evaluate(teacher, x_t, t, features, speaker, FeatureBuffer(), guidance, max_t)
+    return evaluate(teacher, x_t, t, features, speaker, FeatureBuffer(), guidance)[0]
+
+
+def teacher_guidance(checkpoint: Checkpoint, scale: float | None, max_t: int | None) -> Guidance:
+    """The teacher checkpoint's guidance, with the scale (both branches) or max_t overridden where given."""
+    guidance = checkpoint.guidance_for("diffusion")
+    if scale is not None:
+        guidance = replace(guidance, scales=dict.fromkeys(BRANCHES, float(scale)))
+    return guidance if max_t is None else replace(guidance, max_t=int(max_t))
 
 
 def distill(config: DistillConfig) -> Path:
@@ -72,8 +83,7 @@ def distill(config: DistillConfig) -> Path:
     teacher_checkpoint = load_checkpoint(config.teacher)
     model_config = teacher_checkpoint.config
     teacher = teacher_checkpoint.models["diffusion"].eval().requires_grad_(False)
-    guidance = teacher_checkpoint.guidance_for("diffusion") if config.guidance is None else config.guidance
-    max_t = teacher_checkpoint.guidance_max_t if config.guidance_max_t is None else config.guidance_max_t
+    guidance = teacher_guidance(teacher_checkpoint, config.guidance, config.guidance_max_t)
     data = load_training_data(config.data, model_config, model_config.window_frames, 20, teacher_checkpoint.stats)
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     target = copy.deepcopy(teacher).eval().requires_grad_(False)
@@ -100,7 +110,7 @@ def distill(config: DistillConfig) -> Path:
             x_t[b] = schedule.add_noise(x0[b], torch.randn(x0[b].shape, generator=generator), t[b])
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             # 1. the teacher's DDIM step t -> s (the ODE solver), both branches at their own t
-            v_teacher = velocities(guided_teacher(teacher, x_t, t, audio, speaker, guidance, max_t), x_t, t)
+            v_teacher = velocities(guided_teacher(teacher, x_t, t, audio, speaker, guidance), x_t, t)
             x_s = {b: ddim_step(schedule, v_teacher[b], t[b], s[b], x_t[b])[0] for b in BRANCHES}
             # 2. the target network's consistency output at s
             s_clean = {b: s[b].clamp(min=0) for b in BRANCHES}
@@ -121,8 +131,9 @@ def distill(config: DistillConfig) -> Path:
             save_state(state_path, student=student.state_dict(), target=target.state_dict(),
                        optimizer=optimizer.state_dict(), step=step + 1)
             info = dict(teacher_checkpoint.info)
-            info["guidance"] = {**info.get("guidance", {}), "lcm": 1.0}  # the student learnt the guided teacher
-            info["distillation"] = {**asdict(config), "guidance": guidance, "guidance_max_t": max_t,
+            # the student learnt the guided teacher; it samples unguided unless told otherwise
+            info["guidance"] = {**info.get("guidance", {}), "lcm": config.sample_guidance or 1.0}
+            info["distillation"] = {**asdict(config), "guidance": guidance.to_dict(),
                                     "completed_steps": step + 1,
                                     "seconds_this_run": round(time.perf_counter() - started, 1)}
             models = {"diffusion": teacher, "lcm": target.eval()}
