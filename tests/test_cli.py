@@ -123,3 +123,17 @@ def test_render_of_a_bad_motion_file(tmp_path, speech_wav):
     (tmp_path / "bad.npz").write_text("no")
     result = run("render", tmp_path / "bad.npz", "--audio", speech_wav, "-o", tmp_path / "x.mp4")
     assert result.returncode == 2 and "not a readable" in result.stderr and not (tmp_path / "x.mp4").exists()
+
+
+def test_sample_guidance_option_names_branches_and_an_interval_or_fails_in_one_line():
+    from asynfusion.cli import guidance_table
+    from asynfusion.diffusion.guidance import Guidance
+    from asynfusion.errors import InputError
+
+    table = guidance_table(["gesture=2.25", "max_t=800"])
+    assert table == {"gesture": 2.25, "max_t": 800}
+    assert Guidance.parse(table, 1000) == Guidance({"gesture": 2.25}, 800)
+    assert guidance_table(None) is None
+    for bad in (["gesture=lots"], ["hands=2"], ["max_t=0.5"]):
+        with pytest.raises(InputError, match="--sample-guidance"):
+            guidance_table(bad)
