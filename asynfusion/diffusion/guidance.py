@@ -7,7 +7,8 @@ prediction w times as far from the unconditional one: u + w (c - u).
 Each set of weights has its own Guidance, named by the checkpoint (info["guidance"]):
 
     {"diffusion": 3.0, "max_t": 800,                      DDIM: both branches w = 3 at t <= 800
-     "lcm": {"gesture": 2.5, "max_t": 400}}               LCM: the gesture branch only, its last steps
+     "lcm": {"gesture": 2.25, "max_t": 800}}              LCM: the gesture branch only (the face, guided,
+                                                           kept moving its jaw in pauses)
 
 A number applies to both branches; a table names branches (the others are unguided) and may set its
 own max_t (else the top-level one, else every timestep). Guidance applies at t <= max_t only
