@@ -88,7 +88,7 @@ class GenerationReport:
         s = self.sampling
         return {
             "sampler": s.sampler, "steps_expression": s.steps_expression, "steps_gesture": s.steps_gesture,
-            "nfe_expression": s.nfe_expression, "nfe_gesture": s.nfe_gesture, "guidance": s.guidance_text,
+            "nfe_expression": s.nfe_expression, "nfe_gesture": s.nfe_gesture, "guidance": s.guidance,
             "seconds_expression": round(s.seconds_expression, 4), "seconds_gesture": round(s.seconds_gesture, 4),
             "seconds_features": round(self.seconds_features, 4), "seconds_sampling": round(s.seconds_total, 4),
             "seconds_stitch": round(self.seconds_stitch, 4),

@@ -161,7 +161,7 @@ def test_classifier_free_guidance_extrapolates_from_the_unconditional_prediction
     guided, guided_stats = sample(model, audio, "ddim", {"expression": 3, "gesture": 3},
                                   generator=torch.Generator().manual_seed(0), guidance=2.0)
     assert torch.equal(plain["gesture"], same["gesture"]) and not torch.allclose(plain["gesture"], guided["gesture"])
-    assert (guided_stats.nfe_expression, guided_stats.nfe_gesture) == (6, 6) and guided_stats.guidance_text == "w=2"
+    assert (guided_stats.nfe_expression, guided_stats.nfe_gesture) == (6, 6) and guided_stats.guidance == "w=2"
     assert guided_stats.gflops_gesture == pytest.approx(2 * plain_stats.gflops_gesture)
     # guided only at timesteps up to max_t: with none that low, every step is the plain conditional one
     never, never_stats = sample(model, audio, "ddim", {"expression": 3, "gesture": 3},
@@ -202,7 +202,7 @@ def test_guidance_of_one_branch_in_an_interval_runs_the_second_half_only_where_i
     guided, stats = sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(0), guidance=guidance)
     assert stats.nfe_gesture == 8 + len(guided_ticks)
     assert stats.nfe_expression == 4 + sum("expression" in plan[i] for i in guided_ticks)
-    assert stats.guidance_text == "gesture w=2 at t <= 400"
+    assert stats.guidance == "gesture w=2 at t <= 400"
     assert not torch.allclose(plain["gesture"], guided["gesture"])
     # the face is not guided: with a gesture scale of 1 the same run is the plain one
     same, same_stats = sample(model, audio, "async-lcm", generator=torch.Generator().manual_seed(0),

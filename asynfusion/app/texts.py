@@ -72,7 +72,7 @@ def timing_table(report, features_seconds: float, render: dict | None, precision
     rows = [
         ("precision", str(precision)),
         ("sampling threads (cores not busy with other work)", report.threads),
-        ("classifier-free guidance (a guided step evaluates with and without the audio)", s.guidance_text),
+        ("classifier-free guidance (a guided step evaluates with and without the audio)", s.guidance),
         ("expression branch: network evaluations", s.nfe_expression),
         ("expression branch: seconds", round(s.seconds_expression, 3)),
         ("gesture branch: network evaluations", s.nfe_gesture),

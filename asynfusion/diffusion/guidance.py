@@ -63,7 +63,7 @@ class Guidance:
         scales = {self.scale(b) for b in BRANCHES}
         which = f"w={scales.pop():g}" if len(scales) == 1 else \
             ", ".join(f"{b} w={self.scale(b):g}" for b in BRANCHES if self.scale(b) != 1.0)
-        return which + (f" at t <= {self.max_t}" if self.max_t < 999 else "")
+        return which + (f" at t <= {self.max_t}" if self.max_t < 999 else "")  # 999: every step of 1000
 
     def to_dict(self) -> dict:
         return {**{b: self.scale(b) for b in BRANCHES}, "max_t": self.max_t}

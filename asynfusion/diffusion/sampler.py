@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -41,8 +41,7 @@ class SampleStats:
     gflops_expression: float = 0.0
     gflops_gesture: float = 0.0
     gflops: float = 0.0
-    guidance: dict = field(default_factory=dict)  # Guidance.to_dict(): scale per branch and max_t
-    guidance_text: str = "none"  # Guidance.describe()
+    guidance: str = "none"       # Guidance.describe(): "none", "w=3 at t <= 800", "gesture w=2.25 at t <= 800"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -183,7 +182,7 @@ def sample(
         timer.close()
     stats.seconds_total = time.perf_counter() - start
     stats.nfe_expression, stats.nfe_gesture = nfe["expression"], nfe["gesture"]
-    stats.guidance, stats.guidance_text = guidance.to_dict(), guidance.describe()
+    stats.guidance = guidance.describe()
     stats.seconds_expression, stats.seconds_gesture = timer.seconds["expression"], timer.seconds["gesture"]
     if count_flops:
         count_gflops(stats, model, audio, None if speaker is None else speaker[:batch])

@@ -10,7 +10,8 @@ noise level. The boundary scalings and the DDIM step are the sampler's own funct
 
 A teacher trained with audio dropout is guided (classifier-free, its checkpoint's scale, or
 --guidance): its DDIM step follows unconditional + w (conditional - unconditional), so the student
-learns the guided ODE and samples with one unguided evaluation per step (LCM's guided distillation).
+learns the guided ODE (LCM's guided distillation). How the student itself samples (unguided, or its
+gesture branch guided further: --sample-guidance) is recorded in the checkpoint's info["guidance"]["lcm"].
 """
 
 import copy

@@ -47,7 +47,7 @@ class TrainConfig:
     pause_weight: float = 5.0      # a settled-pause frame's weight in the gesture loss, relative to other frames
     audio_dropout: float = 0.15    # fraction of samples trained without audio: the unconditional model of guidance
     guidance: float = 3.0          # the guidance scale recorded for sampling (when audio_dropout > 0) ...
-    guidance_max_t: int = 800      # ... at timesteps up to this one (sampler.guide)
+    guidance_max_t: int = 800      # ... at timesteps up to this one (diffusion/guidance.py)
     window: int = 64
     stride: int = 20
     bf16: bool = field(default_factory=bf16_by_default)  # bf16 autocast only where native (precision.py)
