@@ -276,3 +276,25 @@ def test_a_stage_set_up_in_another_thread_renders_the_same_frames(tmp_path):
     render_video([motion], None, prepared, size=SIZE, progress=lambda done, total: None)
     assert not asynfusion.render.video._prepared  # taken by the render, not left behind
     assert np.array_equal(np.stack(decoded_frames(fresh)), np.stack(decoded_frames(prepared)))
+
+
+@pytest.mark.parametrize("count, multisample", [(1, False), (2, True)])
+def test_replayed_draws_give_pyrenders_own_picture(count, multisample):
+    """The frame loop replays the draws recorded from pyrender's first render (draws.py): each frame of a
+    moving motion, one avatar or two side by side, with and without multisampling, is pyrender's."""
+    from asynfusion.render.body import iter_body_vertices, load_body
+    from asynfusion.render.scene import _Stage
+
+    body = load_body(None)
+    stage = _Stage([body] * count, SIZE, multisample=multisample)
+    try:
+        vertices, normals = next(iter_body_vertices(body, talking(6)))
+        for frame in (1, 4):
+            for i, avatar in enumerate(stage.avatars):
+                stage.place(avatar, vertices[frame + i], normals[frame + i])
+            replayed = stage.render([(a.body_buffer, a.head_buffer) for a in stage.avatars])[..., 2::-1]
+            pyrender_frame, _ = stage.renderer.render(stage.scene)  # pyrender's whole pass, same GPU buffers
+            assert np.array_equal(replayed, pyrender_frame)
+        assert len(np.unique(replayed.reshape(-1, 3), axis=0)) > 50  # a lit person, not a blank frame
+    finally:
+        stage.close()

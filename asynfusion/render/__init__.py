@@ -2,6 +2,7 @@
 
   body.py     the body: SMPL-X through `smplx`, the user's model file or the free stand-in, and its skinning
   scene.py    the OpenGL platform and the stage: camera, floor, avatars and their face close-ups, one frame
+  draws.py    the frame loop's OpenGL calls: pyrender's draws recorded once, replayed per frame
   shaders.py  the GLSL programs: outfit colours and studio lighting
   video.py    render_video / render_still: labels, the skinning and ffmpeg threads, the encoder command
 

@@ -19,6 +19,7 @@ import numpy as np
 from .. import settings
 from ..errors import InputError
 from ..motion import JOINT
+from .draws import DrawList
 from .shaders import FRAGMENT_SHADER, VERTEX_SHADER
 
 TILT_DEGREES = 8.0        # the camera looks slightly down, so the floor shows behind the body
@@ -217,19 +218,19 @@ class _Stage:
 
         self.renderer = pyrender.OffscreenRenderer(size * self.count, size)
         self.renderer._renderer._program_cache = ShaderProgramCache(shader_dir=self._write_shaders())
-        # The first render creates the framebuffers and uploads every mesh; afterwards only vertex data
-        # changes. pyrender always asks for 4x MSAA, which costs llvmpipe 2.4x the frame time (49 vs
-        # 119 fps at 512 px): videos render without it, stills with it.
+        # The first render creates the framebuffers and uploads every mesh, and records its draws to be
+        # replayed for every frame (draws.py); afterwards only vertex data changes. pyrender always asks for
+        # 4x MSAA, which costs llvmpipe 2.4x the frame time (49 vs 119 fps at 512 px): videos render without
+        # it, stills with it.
         allocate = pyrender.renderer.glRenderbufferStorageMultisample
         if not multisample:
             pyrender.renderer.glRenderbufferStorageMultisample = (
                 lambda target, samples, fmt, width, height: allocate(target, 0, fmt, width, height))
         try:
-            self.renderer.render(self.scene)
+            self.draws, _ = DrawList.record(self.renderer, self.scene)
         finally:
             pyrender.renderer.glRenderbufferStorageMultisample = allocate
         self.multisample = multisample
-        self.renderer._renderer._read_main_framebuffer = self._read_color
 
     def _write_shaders(self) -> str:
         self._shader_dir = tempfile.TemporaryDirectory(prefix="asynfusion-shaders-")
@@ -287,7 +288,7 @@ class _Stage:
             self.scene.add(pyrender.Mesh([avatar.head_primitive]))
         return avatar
 
-    def _read_color(self, scene, flags):
+    def _read_color(self):
         """(H, W, 4) BGRA, top row first: pyrender's framebuffer read minus the depth buffer, which we never
         use (a third of a frame), and in the rasteriser's own byte order (RGB readback costs it a conversion).
         Without multisampling the frame is read where it was drawn, without a blit first."""
@@ -324,7 +325,8 @@ class _Stage:
                     GL.glBindBuffer(GL.GL_ARRAY_BUFFER, primitive._buffers[0])
                     GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 0, data.nbytes, data)
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
-        return self.renderer.render(self.scene)
+        self.draws.draw()
+        return self._read_color()
 
     def release(self) -> None:
         """Unbind the OpenGL context from this thread, so that another thread can render with it (EGL)."""
