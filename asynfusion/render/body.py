@@ -178,10 +178,11 @@ def iter_body_vertices(body, motion: Motion, expression_space: str | None = None
                 pose_feature = (rotations[:, 1:] - torch.eye(3)).reshape(batch, -1)
                 shaped = shaped + (pose_feature @ body.posedirs).reshape(batch, -1, 3)
             _, transforms = batch_rigid_transform(rotations, joints, body.parents)      # (B, J, 4, 4)
-            per_vertex = (body.lbs_weights @ transforms.reshape(batch, -1, 16)).reshape(batch, -1, 4, 4)
+            # only the top 3 rows of each blended 4x4 transform: its last row is (0, 0, 0, 1)
+            per_vertex = (body.lbs_weights @ transforms[:, :, :3].reshape(batch, -1, 12)).reshape(batch, -1, 3, 4)
             # blend matrix times point as a sum of its columns: 2.5x faster than einsum over 3x3 blocks
-            columns = per_vertex[..., :3, :3].unbind(-1)                                # 3 x (B, V, 3)
-            vertices = sum(c * shaped[..., k, None] for k, c in enumerate(columns)) + per_vertex[..., :3, 3]
+            columns = per_vertex[..., :3].unbind(-1)                                    # 3 x (B, V, 3)
+            vertices = sum(c * shaped[..., k, None] for k, c in enumerate(columns)) + per_vertex[..., 3]
             vertices = vertices + trans[frames, None]
             normals = sum(c * rest_normals[:, k, None] for k, c in enumerate(columns))
             normals = torch.nn.functional.normalize(normals, dim=-1, eps=1e-12)
