@@ -132,7 +132,7 @@ def test_failure_leaves_nothing_behind(tmp_path):
 
 
 def test_an_encoder_failure_is_reported_and_cleaned_up(tmp_path, monkeypatch):
-    import asynfusion.render.video
+    import asynfusion.render.frames
 
     monkeypatch.setattr(asynfusion.render.video, "ENCODER", ["-c:v", "no-such-codec"])
     with pytest.raises(InputError, match="ffmpeg could not write the video"):
@@ -145,7 +145,7 @@ def test_an_encoder_failure_is_reported_and_cleaned_up(tmp_path, monkeypatch):
     (["sh", "-c", "cat > /dev/null; sleep 30"], "did not finish the video"),  # reads them all, then hangs
 ])
 def test_a_stalled_encoder_times_out_and_cleans_up(tmp_path, monkeypatch, command, message):
-    import asynfusion.render.video
+    import asynfusion.render.frames
 
     monkeypatch.setattr(asynfusion.render.video, "ENCODER_TIMEOUT", 1.0)
     monkeypatch.setattr(asynfusion.render.video, "_ffmpeg_command", lambda *args: command)
@@ -263,7 +263,7 @@ def test_the_culled_one_sided_picture_matches_the_two_sided_one(tmp_path, monkey
 
 
 def test_a_stage_set_up_in_another_thread_renders_the_same_frames(tmp_path):
-    import asynfusion.render.video
+    import asynfusion.render.frames
     from asynfusion.render import prepare_in_background
 
     motion = talking(8)
@@ -271,10 +271,10 @@ def test_a_stage_set_up_in_another_thread_renders_the_same_frames(tmp_path):
     render_video([motion], None, fresh, size=SIZE, progress=lambda done, total: None)
     prepare_in_background(None, SIZE).join()
     if choose_gl_platform() == "egl":  # only an EGL context can move between threads
-        assert len(asynfusion.render.video._prepared) == 1
+        assert len(asynfusion.render.frames._prepared) == 1
     prepared = tmp_path / "prepared.mp4"
     render_video([motion], None, prepared, size=SIZE, progress=lambda done, total: None)
-    assert not asynfusion.render.video._prepared  # taken by the render, not left behind
+    assert not asynfusion.render.frames._prepared  # taken by the render, not left behind
     assert np.array_equal(np.stack(decoded_frames(fresh)), np.stack(decoded_frames(prepared)))
 
 
@@ -298,3 +298,37 @@ def test_replayed_draws_give_pyrenders_own_picture(count, multisample):
         assert len(np.unique(replayed.reshape(-1, 3), axis=0)) > 50  # a lit person, not a blank frame
     finally:
         stage.close()
+
+
+def test_two_drawing_threads_make_the_one_thread_video(tmp_path, monkeypatch):
+    """With EGL, two stages draw alternate frames in threads of their own: the video is frame for frame the
+    one a single stage drawing in the calling thread makes, side by side too."""
+    import asynfusion.render.frames
+
+    if choose_gl_platform() != "egl":
+        pytest.skip("two drawing threads need EGL")
+    motions = [talking(12), talking(9)]
+    videos = {}
+    for count in (1, 2):
+        monkeypatch.setattr(asynfusion.render.frames, "stage_count", lambda count=count: count)
+        videos[count] = tmp_path / f"{count}.mp4"
+        render_video(motions, None, videos[count], labels=["a", "b"], size=SIZE, progress=lambda done, total: None)
+    assert np.array_equal(decoded_frames(videos[1]), decoded_frames(videos[2]))
+
+
+def test_a_drawing_thread_that_fails_stops_the_video_and_leaves_nothing(tmp_path, monkeypatch):
+    from asynfusion.render.scene import _Stage
+
+    calls, open_before = [], _Stage._open
+
+    def fail_on_the_fifth(stage, buffers, original=_Stage.render):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("the rasteriser fell over")
+        return original(stage, buffers)
+
+    monkeypatch.setattr(_Stage, "render", fail_on_the_fifth)
+    with pytest.raises(RuntimeError, match="fell over"):
+        render_video([talking(30)], None, tmp_path / "out.mp4", size=SIZE, progress=lambda done, total: None)
+    assert list(tmp_path.iterdir()) == []
+    assert _Stage._open == open_before  # every stage closed, its threads stopped first

@@ -4,22 +4,24 @@
   scene.py    the OpenGL platform and the stage: camera, floor, avatars and their face close-ups, one frame
   draws.py    the frame loop's OpenGL calls: pyrender's draws recorded once, replayed per frame
   shaders.py  the GLSL programs: outfit colours and studio lighting
-  video.py    render_video / render_still: labels, the skinning and ffmpeg threads, the encoder command
+  frames.py   a video's frame pipeline: stages set up ahead, the skinning thread, the drawing threads
+  video.py    render_video / render_still: labels, the ffmpeg thread, the encoder command
 
 Importing this package loads neither pyrender nor OpenGL: the platform must be chosen first (scene.py).
 """
 
 import threading
 
-from .video import discard_prepared, render_still, render_video
+from .frames import discard_prepared
+from .video import render_still, render_video
 
 __all__ = ["discard_prepared", "prepare_in_background", "render_still", "render_video"]
 
 
 def _prepare(body_path, size: int) -> None:
     from .body import load_body
+    from .frames import offer_stage
     from .scene import choose_gl_platform
-    from .video import offer_stage
 
     try:
         platform = choose_gl_platform()

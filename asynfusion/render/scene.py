@@ -11,6 +11,7 @@ import ctypes.util
 import math
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,6 +190,8 @@ def _quad(corners: np.ndarray, color, unlit: bool = False) -> object:
 class _Stage:
     """pyrender scene + offscreen renderer for N avatars side by side, reused for every frame."""
 
+    _open, _lock = 0, threading.Lock()  # stages whose OpenGL context is open, in this process
+
     def __init__(self, bodies: list, size: int, multisample: bool = False):
         choose_gl_platform()
         import pyrender
@@ -217,6 +220,8 @@ class _Stage:
         self.avatars = [self._add_avatar(body, (i - (self.count - 1) / 2) * self.tile) for i, body in enumerate(bodies)]
 
         self.renderer = pyrender.OffscreenRenderer(size * self.count, size)
+        with _Stage._lock:
+            _Stage._open += 1
         self.renderer._renderer._program_cache = ShaderProgramCache(shader_dir=self._write_shaders())
         # The first render creates the framebuffers and uploads every mesh, and records its draws to be
         # replayed for every frame (draws.py); afterwards only vertex data changes. pyrender always asks for
@@ -336,6 +341,22 @@ class _Stage:
         EGL.eglMakeCurrent(platform._egl_display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
 
     def close(self) -> None:
-        self.renderer._platform.make_current()  # the context may have been made in another thread
-        self.renderer.delete()
+        """Free the stage's OpenGL resources and context (in any thread, once no thread has it current).
+
+        EGL stages of one process share one EGLDisplay, which pyrender's delete would terminate under
+        the others' feet (a video draws with two stages): only the last stage open terminates it."""
+        from OpenGL import EGL
+
+        platform = self.renderer._platform
+        platform.make_current()  # the context may have been made in another thread
+        self.renderer._renderer.delete()
+        with _Stage._lock:
+            _Stage._open -= 1
+            last = _Stage._open == 0
+        if last or not hasattr(platform, "_egl_display"):
+            platform.delete_context()
+        else:
+            EGL.eglMakeCurrent(platform._egl_display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
+            EGL.eglDestroyContext(platform._egl_display, platform._egl_context)
+        self.renderer._renderer = self.renderer._platform = None
         self._shader_dir.cleanup()
