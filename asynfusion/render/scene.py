@@ -219,8 +219,8 @@ class _Stage:
                              FLOOR_COLOR))
         self.avatars = [self._add_avatar(body, (i - (self.count - 1) / 2) * self.tile) for i, body in enumerate(bodies)]
 
-        self.renderer = pyrender.OffscreenRenderer(size * self.count, size)
-        with _Stage._lock:
+        with _Stage._lock:  # not while another stage terminates the display they share (close)
+            self.renderer = pyrender.OffscreenRenderer(size * self.count, size)
             _Stage._open += 1
         self.renderer._renderer._program_cache = ShaderProgramCache(shader_dir=self._write_shaders())
         # The first render creates the framebuffers and uploads every mesh, and records its draws to be
@@ -352,11 +352,10 @@ class _Stage:
         self.renderer._renderer.delete()
         with _Stage._lock:
             _Stage._open -= 1
-            last = _Stage._open == 0
-        if last or not hasattr(platform, "_egl_display"):
-            platform.delete_context()
-        else:
-            EGL.eglMakeCurrent(platform._egl_display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
-            EGL.eglDestroyContext(platform._egl_display, platform._egl_context)
+            if _Stage._open == 0 or not hasattr(platform, "_egl_display"):
+                platform.delete_context()
+            else:
+                EGL.eglMakeCurrent(platform._egl_display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
+                EGL.eglDestroyContext(platform._egl_display, platform._egl_context)
         self.renderer._renderer = self.renderer._platform = None
         self._shader_dir.cleanup()
