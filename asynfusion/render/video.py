@@ -69,7 +69,7 @@ def _compose(frame: np.ndarray, overlays, size: int, count: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------
-# Frame production (skinning thread) and encoding (ffmpeg)
+# Encoding (ffmpeg) and the request's checks; the frames come from frames.py
 # ----------------------------------------------------------------------------
 def _ffmpeg_command(width: int, height: int, fps: int, audio_path: str | None, out_path: str) -> list[str]:
     import imageio_ffmpeg
