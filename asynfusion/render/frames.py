@@ -32,11 +32,7 @@ def stage_count() -> int:
 def offer_stage(body, size: int) -> None:
     """Set up the one-avatar stages of the next video of `body` at `size` in this thread
     (render/__init__.py's prepare_in_background; EGL only, so they can move to their drawing threads)."""
-    stages = []
-    for _ in range(stage_count()):
-        stages.append(_Stage([body], size))
-        stages[-1].release()
-    _prepared[(id(body), size)] = stages
+    _prepared[(id(body), size)] = _new_stages([body], size, release=True)
 
 
 def discard_prepared() -> None:
@@ -50,16 +46,20 @@ def stages_for(bodies, size: int) -> list[_Stage]:
     thread when there are several, to be drawn with by the painters)."""
     if len(bodies) == 1 and (id(bodies[0]), size) in _prepared:
         return _prepared.pop((id(bodies[0]), size))
+    return _new_stages(bodies, size, release=stage_count() > 1)
+
+
+def _new_stages(bodies, size: int, release: bool) -> list[_Stage]:
+    """stage_count() stages of `bodies`; `release`: unbound from this thread, for others to draw with."""
     stages = []
     try:
         for _ in range(stage_count()):
             stages.append(_Stage(bodies, size))
+            if release:
+                stages[-1].release()
     except BaseException:
         close_stages(stages)
         raise
-    if len(stages) > 1:
-        for stage in stages:
-            stage.release()
     return stages
 
 
@@ -127,8 +127,9 @@ def _paint(stage: _Stage, finish: Callable, inbox: queue.Queue, outbox: queue.Qu
 
 
 class Frames:
-    """Rendered frames in order: `frames[k]` after `start()`, from the painters or drawn right here.
-    Use as a context manager: leaving it stops every thread (also on failure) before the stages close."""
+    """Rendered frames in order, `get(k)` for k = 0, 1, ...: from the painters, or drawn in the calling
+    thread with one stage. A context manager: entering starts the threads; leaving stops every one of
+    them (also on failure) and then closes the stages."""
 
     def __init__(self, stages: list[_Stage], bodies, motions, num_frames: int, finish: Callable):
         self.stages, self.finish = stages, finish
