@@ -21,6 +21,7 @@ from .. import settings
 from ..errors import InputError
 from ..motion import JOINT
 from .draws import DrawList
+from .lod import main_view_faces
 from .shaders import FRAGMENT_SHADER, VERTEX_SHADER
 
 TILT_DEGREES = 8.0        # the camera looks slightly down, so the floor shows behind the body
@@ -198,7 +199,7 @@ class _Stage:
         import pyrender.renderer
         from pyrender.shader_program import ShaderProgramCache
 
-        self.size, self.count = size, len(bodies)
+        self.size, self.count, self.multisample = size, len(bodies), multisample
         height = max(float(np.ptp(b.v_template.detach().numpy()[:, 1])) for b in bodies)
         self.tile = (VIEW_TOP - VIEW_BOTTOM) * height                       # world metres per tile side
         tilt = math.radians(TILT_DEGREES)
@@ -235,7 +236,6 @@ class _Stage:
             self.draws, _ = DrawList.record(self.renderer, self.scene)
         finally:
             pyrender.renderer.glRenderbufferStorageMultisample = allocate
-        self.multisample = multisample
 
     def _write_shaders(self) -> str:
         self._shader_dir = tempfile.TemporaryDirectory(prefix="asynfusion-shaders-")
@@ -261,7 +261,10 @@ class _Stage:
         colors = _vertex_colors(body)
         rgba = np.concatenate([colors / 255.0, np.ones((len(template), 1))], 1).astype(np.float32)
         cuts = _outfit_cuts(body)
-        body_primitive = _primitive(template, faces, rgba, cuts, two_sided=not cullable)
+        # videos draw the full-body view with the lighter mesh (lod.py); stills, and the close-up, the full one
+        main_faces = faces if self.multisample else main_view_faces(
+            template, faces, body.lbs_weights.detach().numpy(), colors, self.size / self.tile)
+        body_primitive = _primitive(template, main_faces, rgba, cuts, two_sided=not cullable)
         self.scene.add(pyrender.Mesh([body_primitive]))
         head_ids, anchor_ids, chin, crown = _head_selection(body)
         avatar = _Avatar(center_x, head_ids, anchor_ids,
