@@ -18,8 +18,9 @@ from asynfusion.app import handlers, player, texts
 from asynfusion.diffusion.registry import DEFAULT_SAMPLER
 from asynfusion.errors import InputError
 from asynfusion.request import MAX_SEED
-from asynfusion.settings import Settings
+from asynfusion.settings import Settings, one_blas_thread
 
+one_blas_thread()
 try:
     settings = Settings.from_env()
     introduction = handlers.about(settings)  # loads the checkpoint: a bad path or setting stops here, in one line

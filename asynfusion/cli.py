@@ -355,6 +355,7 @@ def run() -> None:
     import os
     import threading
 
+    settings.one_blas_thread()  # before numpy loads
     status = main()
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(status)

@@ -16,12 +16,14 @@
     SPACE_ID                   set by Hugging Face Spaces; with the `spaces` package, GPU work asks ZeroGPU
     RANK, WORLD_SIZE           set by torchrun: this process's rank and the number of training processes
     PYOPENGL_PLATFORM          egl | osmesa: the OpenGL platform of the renderer (default: chosen by probing)
+    OPENBLAS_NUM_THREADS       numpy's and scipy's BLAS threads; the CLI and the app make it 1 unless set
 
 Host and port are Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, read by `launch()` itself.
 The functions below read a variable when called (not at import), so a test or a caller can set it first.
 """
 
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,6 +82,23 @@ def distributed_world_size() -> int:
 def gl_platform() -> str | None:
     """PYOPENGL_PLATFORM when the user chose one."""
     return _env("PYOPENGL_PLATFORM") or None
+
+
+def one_blas_thread() -> None:
+    """numpy's and scipy's OpenBLAS on one thread in this process, unless OPENBLAS_NUM_THREADS is set (the
+    CLI and the app call this; the package alone leaves a caller's numpy as it is).
+
+    After every call each OpenBLAS thread spins for about 0.1 s (2^28 cycles) waiting for more work,
+    and numpy's matrices here are small (the mel filterbank, the joint regressor): on two cores the
+    spinning thread took a core from torch and the renderer, 0.5 s of CPU in a cold `generate --video`.
+    """
+    if _env("OPENBLAS_NUM_THREADS"):
+        return
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # read by each OpenBLAS as it loads (scipy's loads late)
+    if "numpy" in sys.modules:  # numpy's is loaded already: told at run time
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="blas")
 
 
 def _number(name: str, fallback, kind, low, environ: Mapping[str, str] | None = None):

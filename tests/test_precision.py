@@ -1,6 +1,10 @@
 """`auto` precision: bf16 only where the hardware has it (mocked CPUs and GPUs), forced choices, and
 every entry point (generate, bench, the app, train, distill) defaulting to it."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -145,3 +149,22 @@ def test_the_generation_report_says_how_many_threads_sampled(tiny_checkpoint, mo
         assert report.threads == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+BLAS_THREADS = ("from asynfusion import settings; import numpy; settings.one_blas_thread(); import scipy.linalg, "
+                "threadpoolctl; print(sorted({i['num_threads'] for i in threadpoolctl.threadpool_info() "
+                "if i['internal_api'] == 'openblas'}))")
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS runs one thread on one core anyway")
+@pytest.mark.parametrize("numpy_first", [False, True])
+def test_the_cli_and_the_app_run_blas_on_one_thread_unless_told(numpy_first):
+    """numpy's OpenBLAS (loaded before or after the call) and scipy's (loaded after it) both end on one
+    thread; a user's OPENBLAS_NUM_THREADS is left as it is."""
+    code = ("import numpy; " if numpy_first else "") + BLAS_THREADS
+    environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    run = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[1]"
+    run = subprocess.run([sys.executable, "-c", code], env={**environ, "OPENBLAS_NUM_THREADS": "2"},
+                         capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[2]"
