@@ -90,3 +90,14 @@ def test_the_lighter_mesh_draws_the_same_picture(stand_in, monkeypatch):
             stage.close()
     difference = np.abs(frames[0] - frames[1]).max(-1)
     assert (difference > 40).mean() < 1e-3 and (difference > 8).mean() < 5e-3
+
+
+def test_a_body_without_dense_regions_or_seen_from_afar(stand_in):
+    """No head or hand joints dominate anything: the mesh as it is; a view so small that no target can
+    be reached: as far as the regions' borders allow, still closed."""
+    _, template, faces, weights, colors, _ = stand_in
+    elsewhere = np.zeros_like(weights)
+    elsewhere[:, JOINT["pelvis"]] = 1.0
+    assert main_view_faces(template, faces, elsewhere, colors, 400.0) is faces
+    tiny = main_view_faces(template, faces, weights, colors, 1.0)
+    assert len(tiny) < len(faces) and _outward_faces(template, tiny)[1]

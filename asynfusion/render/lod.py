@@ -41,7 +41,7 @@ def main_view_faces(vertices: np.ndarray, faces: np.ndarray, weights: np.ndarray
     corner = vertices[region]
     area = 0.5 * np.linalg.norm(np.cross(corner[:, 1] - corner[:, 0], corner[:, 2] - corner[:, 0]), axis=1)
     target = int(area.sum() * pixels_per_metre ** 2 / MIN_TRIANGLE_PIXELS)
-    if target > (1 - MIN_REDUCTION) * len(region):
+    if not len(region) or target > (1 - MIN_REDUCTION) * len(region):
         return faces
     _, _, collapses = fast_simplification.simplify(vertices[ids].astype(np.float64), local, target_count=target,
                                                    agg=AGGRESSION, return_collapses=True, preserve_border=True)
