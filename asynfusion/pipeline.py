@@ -7,7 +7,6 @@ sliced), so neighbouring windows already agree before they are blended.
 """
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .config import BRANCHES
 from .diffusion.sampler import SampleStats, sample
 from .motion import Motion, features_to_motion
-from .precision import choose_precision
+from .precision import choose_precision, usable_cores
 from .request import Request
 from .seeding import NOISE, generator_for
 
@@ -60,8 +59,8 @@ def sampling_threads(limit: int = DEFAULT_THREADS) -> int:
     to hand every thread its turn: on the 2-core VM, with two other busy processes, 20 s of speech
     took 17 s on two threads and 1.5 s on one (0.8 s on two when the machine was idle).
     """
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    free = usable - math.ceil(other_running_tasks() - 0.25)  # a task seen in a quarter of the samples or less: noise
+    # a task seen in a quarter of the samples or less: noise
+    free = usable_cores() - math.ceil(other_running_tasks() - 0.25)
     return max(1, min(limit, free))
 
 

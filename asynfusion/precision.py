@@ -15,6 +15,7 @@ it), so the bf16 instructions are read from `torch.cpu.get_capabilities()`, or /
 that is missing. `--precision bf16|fp32` (or ASYNFUSION_PRECISION) forces one.
 """
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,11 @@ class Precision:
 
     def __str__(self) -> str:
         return f"{self.name} ({self.reason})"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's share), else all of them."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def cpu_features() -> Mapping[str, object]:

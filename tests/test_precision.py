@@ -129,7 +129,7 @@ def test_sampling_threads_leave_busy_cores_alone(tmp_path, monkeypatch, running,
     loadavg.write_text(f"3.10 3.30 3.60 {running} 19106\n")
     real = pipeline.other_running_tasks
     monkeypatch.setattr(pipeline, "other_running_tasks", lambda: real(samples=2, interval=0, loadavg=str(loadavg)))
-    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: 2)
     assert pipeline.sampling_threads(limit=2) == expected
     assert pipeline.sampling_threads(limit=1) == 1
     monkeypatch.setattr(pipeline, "other_running_tasks", lambda: real(loadavg=str(tmp_path / "missing")))

@@ -332,3 +332,15 @@ def test_a_drawing_thread_that_fails_stops_the_video_and_leaves_nothing(tmp_path
         render_video([talking(30)], None, tmp_path / "out.mp4", size=SIZE, progress=lambda done, total: None)
     assert list(tmp_path.iterdir()) == []
     assert _Stage._open == open_before  # every stage closed, its threads stopped first
+
+
+def test_one_usable_core_draws_with_one_stage(monkeypatch):
+    """A process held to one core (its affinity, as in a container) draws in one thread, whatever the
+    machine has."""
+    from asynfusion import precision
+    from asynfusion.render.frames import stage_count
+
+    monkeypatch.setattr(precision, "usable_cores", lambda: 1)
+    assert stage_count() == 1
+    monkeypatch.setattr(precision, "usable_cores", lambda: 2)
+    assert stage_count() == (2 if choose_gl_platform() == "egl" else 1)

@@ -10,7 +10,6 @@
 With OSMesa, whose context cannot move between threads, one stage draws in the calling thread.
 """
 
-import os
 import queue
 import threading
 from collections.abc import Callable
@@ -23,10 +22,11 @@ _prepared: dict[tuple[int, int], list[_Stage]] = {}  # (id(body), size) -> one-a
 
 def stage_count() -> int:
     """Stages a video renders with: two when each can draw in a thread of its own (EGL) on two or more
-    cores, else one."""
+    cores this process may use, else one."""
+    from ..precision import usable_cores
     from .scene import choose_gl_platform
 
-    return 2 if choose_gl_platform() == "egl" and (os.cpu_count() or 1) >= 2 else 1
+    return 2 if choose_gl_platform() == "egl" and usable_cores() >= 2 else 1
 
 
 def offer_stage(body, size: int) -> None:
