@@ -10,7 +10,7 @@
                                     shapes, a BVH skeleton, or Live Link Face ARKit curves
     make-corpus OUT_DIR             the built-in speech + motion corpus (BEAT2 layout)
     realism [MOTION.npz ...] --reference CAPTURE.npz --audio SPEECH [--samplers ...] [--baseline MOOD ...]
-                                    kinematic statistics against a real capture
+                                    kinematic and pose statistics against a real capture
     train / distill / eval          see `python -m asynfusion COMMAND --help`
 
 Bad input ends with one line naming the problem and exit status 2; nothing is written to the
@@ -131,8 +131,9 @@ def cmd_train(args) -> None:
     from .training.train import TrainConfig, train
 
     space = expression_space(args.data)
-    model_config = ModelConfig(expression_space=space, expression_coeffs=args.expression_coeffs or (
-        52 if space == "arkit" else 100), **given(args, "width", "depth", "heads", "interaction", "num_speakers"))
+    model_config = ModelConfig(expression_space=space, continuation=args.continuation,
+                               expression_coeffs=args.expression_coeffs or (52 if space == "arkit" else 100),
+                               **given(args, "width", "depth", "heads", "interaction", "num_speakers"))
     config = TrainConfig(data=args.data, out=args.out, bf16=training_bf16(args), init=args.init,
                          **given(args, "steps", "batch_size", "lr", "seed", "save_every", "threads", "pause_weight",
                                  "audio_dropout", "guidance", "guidance_max_t"))
@@ -282,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.add_argument("--trained-on", default=None, help="provenance text stored in the checkpoint")
     p.add_argument("--init", default=None, help="warm start from this checkpoint folder (same architecture)")
+    p.add_argument("--continuation", action="store_true",
+                   help="the model also reads known frames and learns to continue them (live, seamless windows)")
     p.set_defaults(run=cmd_train)
 
     p = commands.add_parser("distill", help="per-branch latent-consistency distillation of a trained checkpoint")
@@ -313,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("realism", help="how human the motion looks: kinematic statistics against a capture")
     p.add_argument("motion", nargs="*", help="motion .npz files on the capture's speech")
     p.add_argument("--reference", required=True, help="the real capture (BEAT2 .npz) of the same speech")
-    p.add_argument("--audio", default=None, help="the capture's speech (for jaw depth and --samplers)")
+    p.add_argument("--audio", default=None, help="the capture's speech (for jaw depth, energy ratio and --samplers)")
     p.add_argument("--samplers", nargs="*", choices=list(SAMPLERS), default=[],
                    help="also generate with these samplers from --audio")
     p.add_argument("--baseline", nargs="*", type=float, default=[], metavar="MOOD",
