@@ -6,13 +6,17 @@ only, a 1024x1024 bf16 GEMM ran at 0.8 GFLOP/s against 71-91 GFLOP/s in fp32, an
 took 6.4 s to generate in bf16 against 1.1 s in fp32. So `auto` (the default everywhere) picks:
 
   - bf16 on a CUDA device that supports it (compute capability 8.0 and up: Ampere, Hopper, ...);
-  - bf16 on a CPU with bf16 matrix instructions: x86 AVX512_BF16 or AMX-BF16, ARM's BF16 extension;
+  - bf16 on a CPU with bf16 matrix instructions that torch uses: ARM's BF16 extension, or x86
+    AVX512_BF16 or AMX-BF16 where torch runs its AVX-512 kernels;
   - fp32 everywhere else.
 
-`torch.backends.cpu.get_cpu_capability()` only names the vector ISA torch dispatches to ("AVX2",
-"AVX512", ...); "AVX512" alone does not mean bf16 (Skylake and Cascade Lake have AVX-512 without
-it), so the bf16 instructions are read from `torch.cpu.get_capabilities()`, or /proc/cpuinfo where
-that is missing. `--precision bf16|fp32` (or ASYNFUSION_PRECISION) forces one.
+The CPU's bf16 instructions are read from `torch.cpu.get_capabilities()` (or /proc/cpuinfo where that
+is missing): `torch.backends.cpu.get_cpu_capability()` only names the vector ISA torch dispatches to
+("AVX2", "AVX512", ...), and "AVX512" alone does not mean bf16 (Skylake and Cascade Lake have AVX-512
+without it). But on x86 the ISA decides too: torch's bf16 paths assume its AVX-512 kernels. Where it
+runs AVX2 ones on a bf16 CPU (ATEN_CPU_CAPABILITY=avx2, the emulation of an AVX2-only CPU), bf16
+generation fails on AMX ("pack_vnni2 is only supported when avx512 is supported"), and the emulation
+should run what that CPU would: fp32. `--precision bf16|fp32` (or ASYNFUSION_PRECISION) forces one.
 """
 
 import os
@@ -25,6 +29,8 @@ from .settings import PRECISIONS, precision_request
 # CPU feature names (torch.cpu.get_capabilities() keys, which match /proc/cpuinfo's flags) that mean
 # bf16 matmuls run in hardware, with the name shown to the user
 CPU_BF16_FEATURES = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512_BF16", "bf16": "ARM BF16"}
+# the x86 ones, which torch reaches only from its AVX-512 kernels
+AVX512_BF16_FEATURES = {"amx_bf16", "avx512_bf16"}
 
 
 @dataclass(frozen=True)
@@ -92,11 +98,16 @@ def choose_precision(requested: str | None = None, device=None) -> Precision:
     if device.type != "cpu":
         return Precision("fp32", f"auto: {device.type} device")
     features = cpu_features()
-    native = [label for key, label in CPU_BF16_FEATURES.items() if features.get(key)]
+    native = [key for key in CPU_BF16_FEATURES if features.get(key)]
     isa = torch.backends.cpu.get_cpu_capability()
-    if native:
-        return Precision("bf16", f"auto: CPU has {' and '.join(native)}")
-    return Precision("fp32", f"auto: CPU ({isa}) has no bf16 units, where bf16 is emulated and slower")
+    if not native:
+        return Precision("fp32", f"auto: CPU ({isa}) has no bf16 units, where bf16 is emulated and slower")
+    if not isa.startswith("AVX512") and set(native) <= AVX512_BF16_FEATURES:
+        setting = os.environ.get("ATEN_CPU_CAPABILITY")
+        forced = f" (ATEN_CPU_CAPABILITY={setting})" if setting else ""
+        return Precision("fp32", f"auto: torch runs {isa} kernels{forced}; its bf16 needs AVX512 ones "
+                                 "(else emulated, or failing on AMX)")
+    return Precision("bf16", f"auto: CPU has {' and '.join(CPU_BF16_FEATURES[key] for key in native)}")
 
 
 def bf16_by_default() -> bool:

@@ -28,6 +28,7 @@ GRAVITON3 = {"architecture": "arm64", "neon": True, "sve": True, "bf16": True}
 def cpu(monkeypatch):
     """Make this machine look like another CPU: its cpuinfo features and torch's dispatch level."""
     monkeypatch.delenv("ASYNFUSION_PRECISION", raising=False)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)  # read by torch at start only; named in reasons
 
     def pretend(features: dict, isa: str):
         monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: features)
@@ -41,7 +42,12 @@ def cpu(monkeypatch):
     (AVX512_BF16_ZEN4, "AVX512", "bf16", "CPU has AVX512_BF16"),
     (AMX_SAPPHIRE_RAPIDS, "AVX512", "bf16", "CPU has AMX-BF16 and AVX512_BF16"),
     (GRAVITON3, "SVE256", "bf16", "CPU has ARM BF16"),
+    (GRAVITON3, "DEFAULT", "bf16", "CPU has ARM BF16"),  # NEON kernels: ARM's bf16 needs no SVE
     ({}, "DEFAULT", "fp32", "CPU (DEFAULT) has no bf16 units"),
+    # x86 bf16 units, but torch held below its AVX-512 kernels: they are not used (or AMX fails)
+    (AVX512_BF16_ZEN4, "AVX2", "fp32", "torch runs AVX2 kernels; its bf16 needs AVX512 ones"),
+    (AMX_SAPPHIRE_RAPIDS, "AVX2", "fp32", "torch runs AVX2 kernels; its bf16 needs AVX512 ones"),
+    (AMX_SAPPHIRE_RAPIDS, "DEFAULT", "fp32", "torch runs DEFAULT kernels; its bf16 needs AVX512 ones"),
 ])
 def test_auto_picks_bf16_only_on_cpus_with_bf16_units(cpu, features, isa, expected, why):
     cpu(features, isa)
@@ -49,6 +55,22 @@ def test_auto_picks_bf16_only_on_cpus_with_bf16_units(cpu, features, isa, expect
     assert chosen.name == expected and chosen.reason.startswith("auto: ") and why in chosen.reason
     assert chosen.dtype == (torch.bfloat16 if expected == "bf16" else torch.float32)
     assert choose_precision().name == expected  # no argument, no environment: auto
+
+
+def test_auto_says_when_torch_was_held_to_avx2_kernels(cpu, monkeypatch, tiny_checkpoint):
+    """The AVX2 emulation on a bf16 CPU: fp32, as on the AVX2-only CPU it stands for, and the reason names
+    the setting, wherever precision is chosen."""
+    cpu(AMX_SAPPHIRE_RAPIDS, "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert str(choose_precision()) == ("fp32 (auto: torch runs AVX2 kernels (ATEN_CPU_CAPABILITY=avx2); its bf16 "
+                                       "needs AVX512 ones (else emulated, or failing on AMX))")
+    assert Pipeline(tiny_checkpoint, device="cpu").dtype == torch.float32
+
+    from asynfusion.training.train import TrainConfig
+
+    assert not TrainConfig("d", "o").bf16
+    cpu(AMX_SAPPHIRE_RAPIDS, "AVX512")  # the same CPU, torch on its own kernels
+    assert str(choose_precision()) == "bf16 (auto: CPU has AMX-BF16 and AVX512_BF16)"
 
 
 def test_auto_on_a_gpu_asks_the_gpu(cpu, monkeypatch):
