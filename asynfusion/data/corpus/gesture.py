@@ -26,25 +26,40 @@ STROKE_GAIN = 1.8
 MAX_STROKE = 2.4   # the fastest strokes move the elbow at ~8 rad/s, as fast beats do
 TORSO_GAIN = 3.0
 MIRROR = np.array([1.0, -1.0, -1.0])  # left-arm rotation -> the same motion of the right arm
+# Gestures anticipate speech: the stroke's apex comes just before the stressed syllable and the hands
+# rise in the pause before a phrase (Morrel-Samuels & Krauss 1992; Loehr 2004). In BEAT2 captures the
+# upper body moves most about 0.5 s before the loudest speech, so the loudest frames are not the fastest.
+ANTICIPATION = (4.0, 10.0)  # frames
+HEAD_GAIN = 0.55   # head turns, tilts and nods: real speakers' head rotation std is 2.5-3 degrees
 FINGERS = ("index", "middle", "pinky", "ring", "thumb")
-FINGER_CURL_SCALE = {"index": 0.8, "middle": 1.0, "pinky": 1.2, "ring": 1.1, "thumb": 0.35}
+# The relaxed hand, flexion of each finger's three joints (rad): a speaker's hands are neither flat nor
+# fists. Flexion grows from the index to the pinky (the "finger cascade" of a resting hand); the mean
+# over the 30 finger joints, 0.43 rad, is what BEAT2 captures of speakers show (0.40-0.48).
+RELAXED_CURL = {"index": (0.30, 0.40, 0.22), "middle": (0.50, 0.40, 0.25), "pinky": (0.65, 0.55, 0.38),
+                "ring": (0.55, 0.50, 0.30), "thumb": (0.45, 0.40, 0.55)}
+FINGER_JITTER = 0.22  # each finger curls and opens a little on its own (relative), as real hands do
+# Posture: the torso bends forward a little from the lower spine and the upper back straightens again,
+# so the chest and head stay over the hips (forward flexion of spine1/2/3, rad, and the neck's share).
+LEAN = np.array([0.19, 0.08, -0.06])
+LEAN_SPREAD = np.array([0.04, 0.02, 0.02])
 
-# An arm pose is 14 numbers: collar, shoulder, elbow, wrist (axis-angle, left arm) + finger curl, index curl.
+# An arm pose is 14 numbers: collar, shoulder, elbow, wrist (axis-angle, left arm) + finger curl, index curl,
+# the last two relative to the relaxed hand (0 relaxed, -1 flat, +1 twice as curled).
 ARM_PARTS = {"collar": slice(0, 3), "shoulder": slice(3, 6), "elbow": slice(6, 9), "wrist": slice(9, 12),
              "curl": slice(12, 13), "index": slice(13, 14)}
-# Rest: hands in front of the body at about navel height, elbows bent ~65 degrees, fingers relaxed.
-HOME = np.array([0.03, -0.17, -0.2,   0.08, -0.12, -1.1,   0.05, -0.65, 0.25,   -0.4, -0.05, 0.1,   0.1, 0.1])
+# Rest: hands in front of the body at about navel height, elbows bent ~60 degrees, fingers relaxed.
+HOME = np.array([0.03, -0.17, -0.2,   0.08, -0.22, -1.1,   0.12, -1.05, 0.22,   -0.4, -0.05, 0.1,   0.25, 0.0])
 # Per-speaker spread of the rest pose (standard deviations of the same 14 numbers).
-HOME_SPREAD = np.array([0.02, 0.03, 0.04,  0.05, 0.06, 0.06,  0.05, 0.15, 0.05,  0.1, 0.03, 0.05,  0.1, 0.1])
+HOME_SPREAD = np.array([0.02, 0.03, 0.04,  0.05, 0.06, 0.06,  0.05, 0.15, 0.05,  0.1, 0.03, 0.05,  0.15, 0.15])
 # Directions in the arm-pose space (unit-ish; scaled by the draw): where a phrase puts the hand ...
 RAISE = np.array([0, -0.05, 0.05,  0, -0.35, 0.08,  0, -0.6, 0,  0, 0, 0,  0, 0])      # up and forward
 SPREAD = np.array([0, 0.02, 0.04,  0, 0.1, 0.15,  0, -0.1, 0,  0.2, 0, 0.05,  0, 0])   # out to the side
-PALM_UP = np.array([0, 0, 0,  0, 0, 0,  0, 0, 0,  0.7, 0, 0.1,  -0.35, -0.35])         # open, supinated
+PALM_UP = np.array([0, 0, 0,  0, 0, 0,  0, 0, 0,  0.7, 0, 0.1,  -0.5, 0])         # open, supinated
 # ... and how its strokes move it.
-BEAT_DOWN = np.array([0, 0, -0.03,  0, 0.15, -0.05,  0, 0.3, 0,  0, 0, -0.3,  0.1, 0.1])
-SWEEP_OUT = np.array([0, 0.02, 0.03,  0, 0.15, 0.2,  0, 0.1, 0,  0.25, 0, 0,  -0.1, -0.1])
+BEAT_DOWN = np.array([0, 0, -0.03,  0, 0.15, -0.05,  0, 0.3, 0,  0, 0, -0.3,  0.25, 0])
+SWEEP_OUT = np.array([0, 0.02, 0.03,  0, 0.15, 0.2,  0, 0.1, 0,  0.25, 0, 0,  -0.3, 0])
 PUSH_FORWARD = np.array([0, -0.04, 0,  0, -0.3, 0.05,  0, 0.3, 0,  0, 0, 0.2,  0, 0])
-POINT = np.array([0, 0, 0,  0, -0.1, 0,  0, 0.1, 0,  0, 0, 0,  0.6, -0.3])
+POINT = np.array([0, 0, 0,  0, -0.1, 0,  0, 0.1, 0,  0, 0, 0,  0.6, -1.4])
 
 
 @dataclass
@@ -95,9 +110,26 @@ def _draw_phrase(rng, cues: SpeechCues, strokes: list[int], energy: float, mood:
              + POINT * (rng.random() < 0.12)) * energy
     weights = rng.dirichlet([2.0, 1.0, 1.0])
     direction = weights[0] * BEAT_DOWN + weights[1] * SWEEP_OUT * rng.choice([-1, 1]) + weights[2] * PUSH_FORWARD
-    amplitudes = [min(STROKE_GAIN * energy * (0.45 + 0.55 * cues.loudness[s]) * rng.uniform(0.7, 1.3), MAX_STROKE)
-                  for s in strokes]
-    return Phrase(list(strokes), amplitudes, arms, place, direction)
+    emphasis = phrase_emphasis(cues, strokes)
+    amplitudes = [min(STROKE_GAIN * energy * emphasis * (0.45 + 0.55 * cues.loudness[s]) * rng.uniform(0.75, 1.25),
+                      MAX_STROKE) for s in strokes]
+    return Phrase(list(strokes), amplitudes, arms, place * (0.6 + 0.4 * emphasis), direction)
+
+
+def phrase_emphasis(cues: SpeechCues, strokes: list[int]) -> float:
+    """0.6-1.5: how much a phrase's speech stands out from the clip's, in loudness and pitch range.
+
+    Speakers gesture bigger and faster on what they say louder and with a wider pitch swing (McNeill;
+    Wagner et al. 2014), so the phrase's size follows its stretch of speech, not only the clip's mood.
+    """
+    lo, hi = max(0, strokes[0] - 20), min(len(cues.loudness), strokes[-1] + 20)
+    speech = cues.active[lo:hi]
+    if not speech.any() or not cues.active.any():
+        return 1.0
+    louder = cues.loudness[lo:hi][speech].mean() - cues.loudness[cues.active].mean()   # about -0.15 .. 0.15
+    voiced = cues.voiced[lo:hi]
+    swing = np.abs(cues.pitch[lo:hi][voiced]).mean() - 0.8 if voiced.sum() > 3 else 0.0  # z-scored pitch
+    return float(np.clip(1.0 + 3.0 * louder + 0.3 * swing, 0.6, 1.5))
 
 
 def arm_keys(rng, phrases: list[Phrase], arm: int, home: np.ndarray, num_frames: int,
@@ -109,19 +141,23 @@ def arm_keys(rng, phrases: list[Phrase], arm: int, home: np.ndarray, num_frames:
         share = phrase.arms[arm]
         place = home + share * phrase.place * rng.uniform(0.85, 1.15, 14)
         stroke_frames = rng.uniform(5.0, 8.0)  # a stroke takes 0.17-0.27 s
-        first = phrase.strokes[0] - stroke_frames
-        prep = rng.uniform(8.0, 14.0)
+        ahead = rng.uniform(ANTICIPATION[0], ANTICIPATION[1])  # ... and lands this many frames before its syllable
+        first = phrase.strokes[0] - ahead - stroke_frames
+        prep = rng.uniform(10.0, 18.0)
         last_frame = keys[-1][0]
         if first - prep > last_frame + 1:
             keys.append((first - prep, keys[-1][1]))  # hold where it was until the preparation starts
+        elif len(keys) == 1:  # no time to prepare as the clip begins: the hands are already up
+            keys[0] = (0.0, place)
         for n, (stroke, amplitude) in enumerate(zip(phrase.strokes, phrase.amplitudes)):
             swing = share * amplitude * phrase.direction * rng.uniform(0.8, 1.2)
+            stroke = stroke - ahead
             if n and stroke - keys[-1][0] < stroke_frames + 4:  # the last stroke's hold is cut short by this one
                 keys.pop()
-            start = max(stroke - stroke_frames, keys[-1][0] + 5)
+            start = max(stroke - stroke_frames, keys[-1][0] + (5 if n else 8))  # a phrase's first move prepares
             landing = max(stroke, start + 5)
             keys.append((start, place - 0.5 * swing))
-            keys.append((landing, place + 0.5 * swing))                                 # lands on the syllable
+            keys.append((landing, place + 0.5 * swing))                     # its apex, just before the syllable
             keys.append((landing + rng.uniform(4, 9), place + 0.3 * swing))              # a short hold
         gap = (mine[k + 1].strokes[0] - keys[-1][0]) if k + 1 < len(mine) else np.inf
         if gap > (1.4 - 0.5 * mood) * FPS:  # retract: all the way to rest, or part way when excited
@@ -145,17 +181,19 @@ def animate_body(rng, cues: SpeechCues, mood: float, joints: np.ndarray) -> None
         mirror = MIRROR if arm else np.ones(3)
         for part in ("collar", "shoulder", "elbow", "wrist"):
             joints[:, JOINT[f"{side}_{part}"]] = pose[:, ARM_PARTS[part]] * mirror
-        _fingers(joints, side, pose[:, 12], pose[:, 13], mirror)
+        _fingers(rng, joints, side, pose[:, 12], pose[:, 13], mirror, energy)
     for phrase in phrases:
         strokes += pulses(num_frames, phrase.strokes, phrase.amplitudes, 5.0, 8.0)
     _animate_torso_and_head(rng, cues, mood, phrases, strokes, joints)
 
 
-def _fingers(joints, side: str, curl: np.ndarray, index: np.ndarray, mirror: np.ndarray) -> None:
+def _fingers(rng, joints, side: str, curl: np.ndarray, index: np.ndarray, mirror: np.ndarray, energy: float) -> None:
+    num_frames = len(curl)
     for finger in FINGERS:
-        amount = index if finger == "index" else curl
+        own = slow_noise(rng, num_frames, 8, FINGER_JITTER * energy)  # (T,) this finger's own play
+        amount = np.maximum(1.0 + curl + own + (index if finger == "index" else 0.0), 0.0)
         for k in range(3):
-            value = FINGER_CURL_SCALE[finger] * amount * (1.0, 0.8, 0.6)[k]
+            value = RELAXED_CURL[finger][k] * amount
             # Left fingers curl palm-wards (+x towards -y) about -z; the thumb folds across about +x.
             axis = np.array([1.0, 0.0, 0.0]) if finger == "thumb" else np.array([0.0, 0.0, -1.0])
             joints[:, JOINT[f"{side}_{finger}{k + 1}"]] = value[:, None] * axis * mirror
@@ -185,9 +223,11 @@ def _animate_torso_and_head(rng, cues: SpeechCues, mood: float, phrases: list[Ph
     torso[:, 0] += 0.015 * energy * strokes  # leans into the strokes
     period = rng.uniform(3.5, 5.0) - 0.8 * mood
     breath = np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
-    for name, share in (("spine1", 0.4), ("spine2", 0.3), ("spine3", 0.3)):
+    lean = LEAN + LEAN_SPREAD * rng.standard_normal(3)
+    for k, (name, share) in enumerate((("spine1", 0.4), ("spine2", 0.3), ("spine3", 0.3))):
         sway = np.stack([slow_noise(rng, num_frames, 12, 0.006 * energy) for _ in range(3)], -1)
-        joints[:, JOINT[name]] = TORSO_GAIN * (share * torso + sway) + np.array([0.008, 0, 0]) * breath[:, None]
+        joints[:, JOINT[name]] = (TORSO_GAIN * (share * torso + sway) + np.array([0.008, 0, 0]) * breath[:, None]
+                                  + np.array([lean[k], 0, 0]))
 
     # Head: looks about with the phrases, nods on strokes and stressed syllables, never quite still.
     keep = (cues.stress > 0.5) & (rng.random(len(cues.stress)) < 0.25 + 0.4 * mood)
@@ -195,5 +235,7 @@ def _animate_torso_and_head(rng, cues: SpeechCues, mood: float, phrases: list[Ph
     head = 1.5 * minimum_jerk(num_frames, head_keys)
     head[:, 0] += nods + 0.03 * strokes
     head += np.stack([slow_noise(rng, num_frames, 20, 0.03 * energy) for _ in range(3)], -1)
-    joints[:, JOINT["neck"]] = 0.4 * head - 0.5 * torso * np.array([1, 0, 1])  # keeps the gaze roughly level
+    head *= HEAD_GAIN
+    level = -0.5 * torso * np.array([1, 0, 1]) - np.array([0.5 * lean.sum(), 0, 0])  # keeps the gaze roughly level
+    joints[:, JOINT["neck"]] = 0.4 * head + level
     joints[:, JOINT["head"]] = 0.6 * head

@@ -90,12 +90,12 @@ def plan_corpus(num_clips: int, seed: int) -> list[ClipPlan]:
             style = voices[k % len(voices)]
             index = len(plans)
             mood = float(rng.uniform())
-            # Mood is only partly audible: a little faster, higher and louder when excited.
+            # Mood is audible, as it is in people: faster, higher and louder when excited.
             plans.append(ClipPlan(
                 id=f"{style.speaker}_{style.voice.tag}_{k // len(voices)}_{k // len(voices)}", split=split,
                 speaker=style.speaker, voice=style.voice.espeak_name, mood=round(mood, 4),
-                rate=int(style.rate + 20 * (mood - 0.5) + rng.normal(0, 5)),
-                pitch=int(np.clip(style.pitch + 8 * (mood - 0.5) + rng.normal(0, 3), 0, 99)),
+                rate=int(style.rate + 40 * (mood - 0.5) + rng.normal(0, 5)),
+                pitch=int(np.clip(style.pitch + 14 * (mood - 0.5) + rng.normal(0, 3), 0, 99)),
                 amplitude=int(style.amplitude + 25 * (mood - 0.5)),
                 candidates=[(sentence_id + i, next(sentences)) for i in range(MAX_PHRASES + 2)],
                 seed=seed * 100_003 + index))
@@ -115,7 +115,7 @@ def render_clip(plan: ClipPlan) -> tuple[np.ndarray, np.ndarray, list[Phoneme], 
     for sentence_id, text in plan.candidates:
         phrase, phonemes = speak_timed(text, voice, rate=plan.rate + int(rng.integers(-6, 7)),
                             pitch=int(np.clip(plan.pitch + rng.integers(-4, 5), 0, 99)),
-                            amplitude=int(plan.amplitude * rng.uniform(0.8, 1.1)))
+                            amplitude=int(plan.amplitude * rng.uniform(0.65, 1.2)))  # some sentences said louder
         added = len(phrase) / SAMPLE_RATE + (pauses[len(used) - 1] if used else 0.0)
         if used and seconds + added > MAX_SECONDS:
             break  # the next sentence would overrun the clip
