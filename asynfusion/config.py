@@ -24,6 +24,7 @@ class ModelConfig:
     window_frames: int = 64         # training window; long audio is generated in windows of this length
     num_train_timesteps: int = 1000
     prediction: str = "x0"          # what the network outputs: "x0" (clean motion) or "v"; see model.py
+    continuation: bool = False      # each branch also reads known frames (motion already shown): model.py
 
     def __post_init__(self):
         if self.interaction not in INTERACTIONS:

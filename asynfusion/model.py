@@ -18,6 +18,11 @@ knows nothing of the noise schedule or of the samplers' clocks. Why x0: a v- or 
 must carry the per-frame noise of all 258 gesture features through its 192-wide residual stream to
 cancel it, and it cannot, so its samples stay jittery (measured: 15-50x the data's joint speed); an
 x0-predicting network only has to output smooth motion. Checkpoints can still predict v.
+
+With `continuation`, each branch also reads known frames of its own motion (the clean features and a
+mask, `known_frames`): a window can continue motion already shown (live, and long clips joined
+window by window). Trained with a random prefix known (training/train.py); the layer starts at zero,
+so a model warm-started from one without it is unchanged until it learns to use the frames.
 """
 
 import math
@@ -208,6 +213,8 @@ class Branch(nn.Module):
         self.timestep = TimestepEmbedder(config.width)
         self.blocks = nn.ModuleList([DiTBlock(config) for _ in range(config.depth)])
         self.final = FinalLayer(config.width, motion_dim)
+        # known frames: (clean motion x mask, mask) -> width; only where the config asks for it
+        self.known = nn.Linear(motion_dim + 1, config.width) if config.continuation else None
 
 
 class AsynFusionModel(nn.Module):
@@ -244,6 +251,9 @@ class AsynFusionModel(nn.Module):
             nn.init.zeros_(branch.final.adaLN_modulation[-1].bias)
             nn.init.zeros_(branch.final.linear.weight)
             nn.init.zeros_(branch.final.linear.bias)
+            if branch.known is not None:  # reads nothing until trained to
+                nn.init.zeros_(branch.known.weight)
+                nn.init.zeros_(branch.known.bias)
         for layers in self.interactions:  # interaction layers start silent, like adaLN-Zero
             for layer in layers.values():
                 last = layer.mlp[-1] if isinstance(layer, CoSyncLayer) else layer.fuse
@@ -261,10 +271,12 @@ class AsynFusionModel(nn.Module):
         audio_features: torch.Tensor,
         speaker: torch.Tensor | None = None,
         buffer: FeatureBuffer | None = None,
+        known: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """One network evaluation of the branches present in `x` (each at its own timestep `t[branch]`).
 
         Branches absent from `x` are not computed; their interaction features come from `buffer`.
+        `known[branch]` (B, N, D_branch + 1), from `known_frames`, gives frames already fixed (continuation).
         Returns each computed branch's raw prediction (config.prediction: x0 or v), (B, N, D_branch).
         """
         buffer = FeatureBuffer() if buffer is None else buffer
@@ -274,6 +286,8 @@ class AsynFusionModel(nn.Module):
         for name, motion in x.items():
             branch = self.branches[name]
             h[name] = branch.input(motion) + branch.audio(audio_features) + position.to(motion.dtype)  # (B, N, width)
+            if branch.known is not None and known is not None and name in known:
+                h[name] = h[name] + branch.known(known[name].to(motion.dtype))
             c[name] = branch.timestep(t[name])                                                       # (B, width)
             if self.speaker is not None and speaker is not None:
                 c[name] = c[name] + self.speaker(speaker)
@@ -296,16 +310,29 @@ class AsynFusionModel(nn.Module):
         return own + [layer for layers in self.interactions for key, layer in layers.items()
                       if key.split("<-")[0] == name]
 
-    def forward(self, x, t, audio, speaker=None, keep_audio: torch.Tensor | None = None):
+    def forward(self, x, t, audio, speaker=None, keep_audio: torch.Tensor | None = None, known=None):
         """Training entry point: raw audio features in, raw predictions of both branches out.
 
         keep_audio: (B,) bool; where False the sample sees no audio (F_aud = 0), the unconditional
         model of classifier-free guidance (training's audio dropout, the guided teacher's second half).
+        known: as for `denoise`.
         """
         audio_features = self.encode_audio(audio)
         if keep_audio is not None:
             audio_features = audio_features * keep_audio.view(-1, 1, 1).to(audio_features.dtype)
-        return self.denoise(x, t, audio_features, speaker)
+        return self.denoise(x, t, audio_features, speaker, known=known)
+
+    @property
+    def continues(self) -> bool:
+        """Whether the model reads known frames (config.continuation)."""
+        return self.config.continuation
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def known_frames(motion: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) clean (normalized) motion and (B, N) bool mask of the frames that are known ->
+    (B, N, D + 1), the input of a branch's `known` layer: the known frames' values (0 elsewhere) and the mask."""
+    mask = mask.to(motion.dtype).unsqueeze(-1)                       # (B, N, 1)
+    return torch.cat([motion * mask, mask], dim=-1)                  # (B, N, D + 1)

@@ -121,3 +121,26 @@ def test_speaker_embedding_conditions_both_branches(randomize_zero_inits, tiny_c
     a = model(x, t, audio, torch.tensor([0, 0]))
     b = model(x, t, audio, torch.tensor([2, 2]))
     assert all(not torch.allclose(a[k], b[k]) for k in BRANCHES)
+
+
+def test_continuation_reads_known_frames_only_once_trained_to(randomize_zero_inits, tiny_config):
+    from asynfusion.model import known_frames
+
+    config = tiny_config(continuation=True)
+    model = AsynFusionModel(config).eval()
+    x, t, audio = inputs(config)
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[:, :6] = True
+    known = {b: known_frames(torch.randn_like(x[b]), mask) for b in BRANCHES}
+    assert known["gesture"].shape == (2, 16, config.gesture_dim + 1)
+    assert torch.equal(known["gesture"][:, 6:], torch.zeros_like(known["gesture"][:, 6:]))  # unknown frames blank
+    plain = AsynFusionModel(tiny_config()).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if ".known." not in k})
+    with torch.no_grad():  # zero-initialised: a warm start from a model without it changes nothing
+        for b, out in model(x, t, audio, known=known).items():
+            torch.testing.assert_close(out, plain(x, t, audio)[b])
+        randomize_zero_inits(model)
+        base = model(x, t, audio)
+        told = model(x, t, audio, known=known)
+    assert all(not torch.allclose(base[b], told[b]) for b in BRANCHES)
+    assert plain.branches["gesture"].known is None and not plain.continues and model.continues

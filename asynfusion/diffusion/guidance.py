@@ -80,7 +80,8 @@ def unconditional_rows(audio_features: torch.Tensor, speaker) -> tuple[torch.Ten
 
 def evaluate(model: AsynFusionModel, x: dict[str, torch.Tensor], t: dict[str, torch.Tensor],
              audio_features: torch.Tensor, speaker, buffer: FeatureBuffer,
-             guidance: Guidance = NONE) -> tuple[dict[str, torch.Tensor], int]:
+             guidance: Guidance = NONE, known: dict[str, torch.Tensor] | None = None,
+             ) -> tuple[dict[str, torch.Tensor], int]:
     """One network evaluation of the branches in `x`: (raw predictions, rows per window: 1 or 2).
 
     With `guidance` active, `audio_features` (and `speaker`) hold the rows of `unconditional_rows`.
@@ -95,10 +96,11 @@ def evaluate(model: AsynFusionModel, x: dict[str, torch.Tensor], t: dict[str, to
     if not any(w.any() for w in where.values()):
         buffer.match_rows(batch)
         rows = audio_features[:batch], None if speaker is None else speaker[:batch]
-        return model.denoise(x, t, *rows, buffer), 1
+        return model.denoise(x, t, *rows, buffer, known), 1
     buffer.match_rows(2 * batch)
+    known = None if known is None else {b: torch.cat([k, k]) for b, k in known.items()}
     output = model.denoise({b: torch.cat([x[b], x[b]]) for b in x}, {b: torch.cat([t[b], t[b]]) for b in t},
-                           audio_features, speaker, buffer)
+                           audio_features, speaker, buffer, known)
     return {b: guide(output[b], guidance.scale(b), where[b]) for b in output}, 2
 
 

@@ -31,6 +31,7 @@ from ..model import FeatureBuffer
 from ..precision import bf16_by_default
 from ..seeding import DISTILL_BATCH, generator_for
 from .loop import distributed, learning_rate, load_training_data, optimize, progress_bar, resume, save_state
+from .train import known_prefix, prefix_mask
 
 
 @dataclass
@@ -52,6 +53,8 @@ class DistillConfig:
     # how the student samples (info["guidance"]["lcm"], guidance.py): None unguided, or e.g.
     # {"gesture": 2.5, "max_t": 400}, chosen by evaluating the student after distillation
     sample_guidance: dict | None = None
+    prefix_fraction: float = 0.5   # with model continuation, as in training (train.py)
+    max_prefix: int = 48
 
 
 def grid_pairs(solver_steps: int, num_train_timesteps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,13 +63,13 @@ def grid_pairs(solver_steps: int, num_train_timesteps: int) -> tuple[torch.Tenso
     return torch.tensor(grid), torch.tensor(grid[1:] + [-1])
 
 
-def guided_teacher(teacher, x_t, t, audio, speaker, guidance: Guidance) -> dict[str, torch.Tensor]:
+def guided_teacher(teacher, x_t, t, audio, speaker, guidance: Guidance, known=None) -> dict[str, torch.Tensor]:
     """The teacher's raw predictions, classifier-free guided where `guidance` says: the sampler's own
     guided evaluation, the audio encoded once."""
     features = teacher.encode_audio(audio)
     if guidance.active:
         features, speaker = unconditional_rows(features, speaker)
-    return evaluate(teacher, x_t, t, features, speaker, FeatureBuffer(), guidance)[0]
+    return evaluate(teacher, x_t, t, features, speaker, FeatureBuffer(), guidance, known)[0]
 
 
 def teacher_guidance(checkpoint: Checkpoint, scale: float | None, max_t: int | None) -> Guidance:
@@ -109,19 +112,22 @@ def distill(config: DistillConfig) -> Path:
             n = torch.randint(0, len(pairs[b][0]), (config.batch_size,), generator=generator)
             t[b], s[b] = pairs[b][0][n], pairs[b][1][n]
             x_t[b] = schedule.add_noise(x0[b], torch.randn(x0[b].shape, generator=generator), t[b])
+        # a continuing model learns to continue in few steps too: the same known prefixes as in training
+        known = known_prefix(x0, prefix_mask(config.batch_size, model_config.window_frames, config.prefix_fraction,
+                                             config.max_prefix, generator)) if model_config.continuation else None
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             # 1. the teacher's DDIM step t -> s (the ODE solver), both branches at their own t
-            v_teacher = velocities(guided_teacher(teacher, x_t, t, audio, speaker, guidance), x_t, t)
+            v_teacher = velocities(guided_teacher(teacher, x_t, t, audio, speaker, guidance, known), x_t, t)
             x_s = {b: ddim_step(schedule, v_teacher[b], t[b], s[b], x_t[b])[0] for b in BRANCHES}
             # 2. the target network's consistency output at s
             s_clean = {b: s[b].clamp(min=0) for b in BRANCHES}
-            v_target = velocities(target(x_s, s_clean, audio, speaker), x_s, s_clean)
+            v_target = velocities(target(x_s, s_clean, audio, speaker, known=known), x_s, s_clean)
             goal = {b: consistency_output(schedule, v_target[b], s_clean[b], x_s[b]) for b in BRANCHES}
             # at s = -1 the consistency function is the identity on the clean sample
             goal = {b: torch.where((s[b] < 0).view(-1, 1, 1), x_s[b], goal[b]) for b in BRANCHES}
         # 3. the student's consistency output at t, pulled towards it
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            v_student = velocities(network(x_t, t, audio, speaker), x_t, t)
+            v_student = velocities(network(x_t, t, audio, speaker, known=known), x_t, t)
         losses = {b: F.huber_loss(consistency_output(schedule, v_student[b], t[b], x_t[b]), goal[b],
                                   delta=1.0) for b in BRANCHES}
         optimize(sum(losses.values()), student, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),

@@ -14,7 +14,7 @@ DistributedDataParallel under `torchrun` (gloo on CPU).
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ..checkpoint import Checkpoint, save_checkpoint
 from ..config import BRANCHES, ModelConfig
 from ..diffusion.schedule import NoiseSchedule
-from ..model import AsynFusionModel
+from ..model import AsynFusionModel, known_frames
 from ..precision import bf16_by_default
 from ..seeding import TRAIN_BATCH, generator_for
 from .loop import distributed, learning_rate, load_training_data, optimize, progress_bar, resume, save_state
@@ -55,6 +55,8 @@ class TrainConfig:
     save_every: int = 250
     threads: int = 0               # torch threads; 0 = torch's default
     init: str | None = None        # warm start: a checkpoint folder of the same architecture (its EMA weights)
+    prefix_fraction: float = 0.5   # with model continuation: fraction of samples shown a known prefix ...
+    max_prefix: int = 48           # ... of 1 to this many frames (live windows continue the motion shown)
 
 
 # ----------------------------------------------------------------------------
@@ -67,6 +69,19 @@ def sample_timesteps(batch: int, num_train_timesteps: int, same_fraction: float,
     t_gesture = torch.randint(0, num_train_timesteps, (batch,), generator=generator)
     same = torch.rand(batch, generator=generator) < same_fraction
     return {"expression": t_expression, "gesture": torch.where(same, t_expression, t_gesture)}
+
+
+def prefix_mask(batch: int, window: int, fraction: float, max_prefix: int,
+                generator: torch.Generator) -> torch.Tensor:
+    """(B, W) bool: the first 1..max_prefix frames known on `fraction` of the samples, none on the others."""
+    length = torch.randint(1, max_prefix + 1, (batch,), generator=generator)
+    shown = torch.rand(batch, generator=generator) < fraction
+    return (torch.arange(window) < (length * shown).unsqueeze(1))             # (B, W)
+
+
+def known_prefix(x0: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each branch's known-frames input (model.known_frames) for the same (B, W) mask."""
+    return {b: known_frames(x0[b], mask) for b in BRANCHES}
 
 
 def noise_loss_weights(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -96,13 +111,14 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
                    speaker: torch.Tensor, t: dict[str, torch.Tensor], noise: dict[str, torch.Tensor],
                    bf16: bool, snr_gamma: float = 0.0, prediction: str = "x0",
                    weights: dict[str, torch.Tensor] | None = None,
-                   keep_audio: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                   keep_audio: torch.Tensor | None = None,
+                   known: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 8-11 summed over both branches, the noise term min-SNR weighted and every term weighted per
     frame by `weights[branch]` (B, W) where given; samples where `keep_audio` (B,) is False see no
-    audio. Returns (loss, per-term log)."""
+    audio; `known` gives frames the model continues from (model.denoise). Returns (loss, per-term log)."""
     x_t = {b: schedule.add_noise(x0[b], noise[b], t[b]) for b in BRANCHES}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        output = model(x_t, t, audio, speaker, keep_audio)
+        output = model(x_t, t, audio, speaker, keep_audio, known)
     total, log = 0.0, {}
     for b in BRANCHES:
         v = schedule.velocity_from(output[b], x_t[b], t[b], prediction)
@@ -130,14 +146,20 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
 # The loop
 # ----------------------------------------------------------------------------
 def warm_start_weights(path: str, model_config: ModelConfig) -> dict:
-    """The diffusion weights of a checkpoint of the same architecture; InputError names a mismatch."""
+    """The diffusion weights of a checkpoint of the same architecture; InputError names a mismatch.
+
+    A checkpoint without continuation may start one with it: the known-frame layers keep their zero init.
+    """
     from ..checkpoint import load_checkpoint
     from ..errors import InputError
 
     checkpoint = load_checkpoint(path)
-    if checkpoint.config != model_config:
+    if replace(checkpoint.config, continuation=model_config.continuation) != model_config or \
+            (checkpoint.config.continuation and not model_config.continuation):
         raise InputError(f"--init {path}: its model config {checkpoint.config} differs from this run's {model_config}")
-    return checkpoint.models["diffusion"].state_dict()
+    state = AsynFusionModel(model_config).state_dict()
+    state.update(checkpoint.models["diffusion"].state_dict())
+    return state
 
 
 def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = None) -> Path:
@@ -170,8 +192,10 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         noise = {b: torch.randn(x0[b].shape, generator=generator) for b in BRANCHES}
         keep_audio = torch.rand(config.batch_size, generator=generator) >= config.audio_dropout \
             if config.audio_dropout else None
+        known = known_prefix(x0, prefix_mask(config.batch_size, config.window, config.prefix_fraction,
+                                             config.max_prefix, generator)) if model_config.continuation else None
         loss, log = diffusion_loss(network, schedule, x0, audio, speaker, t, noise, config.bf16, config.snr_gamma,
-                                   model_config.prediction, weights, keep_audio)
+                                   model_config.prediction, weights, keep_audio, known)
         optimize(loss, model, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
                  ema, min(config.ema_decay, (1 + step) / (10 + step)))
         bar.update(1)
