@@ -2,6 +2,7 @@
 
     generate AUDIO -o OUT.npz [--sampler ddim|sync-lcm|async-lcm] [--steps-expression N]
              [--steps-gesture N] [--seed N] [--checkpoint PATH] [--video OUT.mp4] [--precision auto|bf16|fp32]
+    stream AUDIO -o OUT.npz [--json]  the live path, fed from a file at a microphone's pace: latency p50/p95
     bench AUDIO [--json]            the three samplers on one clip: NFE, seconds, GFLOPs per branch;
                                     interaction variants' cost; rendering fps
     render MOTION.npz [MORE.npz ...] --audio AUDIO -o OUT.mp4 [--body PATH] [--size 512]
@@ -76,6 +77,31 @@ def cmd_generate(args) -> None:
           f"{pipeline.precision}{label}")
     if stats:
         print(f"{video}: {stats['frames']} frames rendered at {stats['fps']:.1f} fps")
+
+
+def cmd_stream(args) -> None:
+    import json
+
+    from .audio import load_audio
+    from .live import LiveSession, stream_file
+    from .motion import save_motion
+    from .pipeline import Pipeline
+
+    out = _check_output(args.output, ".npz")
+    samples = load_audio(args.audio, args.max_seconds)
+    pipeline = Pipeline(args.checkpoint, args.precision)
+    session = LiveSession(pipeline, args.sampler, args.steps_expression, args.steps_gesture, args.seed,
+                          args.chunk, args.lookahead)
+    report = stream_file(session, samples)
+    save_motion(out, session.motion())
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return
+    print(f"{out}: {report.frames} frames streamed in {report.windows} windows of {report.sampler} "
+          f"{report.steps_expression}/{report.steps_gesture} ({report.chunk_s:.2f} s chunks, "
+          f"{report.lookahead_s:.2f} s lookahead, {pipeline.precision}); latency p50 {report.latency_p50_s:.2f} s, "
+          f"p95 {report.latency_p95_s:.2f} s; {'kept up' if report.kept_up else 'FELL BEHIND'} "
+          f"(at worst {report.max_behind_s:.2f} s behind the audio)")
 
 
 def cmd_bench(args) -> None:
@@ -234,6 +260,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=Settings.render_size)
     common(p)
     p.set_defaults(run=cmd_generate)
+
+    p = commands.add_parser("stream", help="feed a speech file through the live path in real time; latency")
+    p.add_argument("audio")
+    p.add_argument("-o", "--output", required=True, help="motion .npz to write (the whole take)")
+    p.add_argument("--sampler", choices=list(SAMPLERS), default=DEFAULT_SAMPLER)
+    p.add_argument("--steps-expression", type=int, default=None)
+    p.add_argument("--steps-gesture", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk", type=float, default=0.5, help="seconds of new motion made at a time")
+    p.add_argument("--lookahead", type=float, default=0.2,
+                   help="seconds of speech heard after a frame before it is sent")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    common(p)
+    p.set_defaults(run=cmd_stream)
 
     p = commands.add_parser("bench", help="time DDIM, sync LCM and async LCM on one clip")
     p.add_argument("audio")

@@ -72,11 +72,12 @@ def build_beat2_folder(root, clips: dict[str, tuple[int, str]], extra_rows=(), s
     return root
 
 
-def write_tiny_checkpoint(folder: Path) -> Path:
-    """A tiny untrained checkpoint whose zero-initialized layers are randomized, so it outputs motion."""
-    checkpoint = untrained_checkpoint(tiny_config())
+def write_tiny_checkpoint(folder: Path, name: str = "tiny-checkpoint", **config) -> Path:
+    """A tiny untrained checkpoint whose zero-initialized layers are randomized, so it outputs motion;
+    `config` overrides tiny_config's fields (e.g. continuation=True)."""
+    checkpoint = untrained_checkpoint(tiny_config(**config))
     randomize_zero_inits(checkpoint.models["diffusion"])
-    path = folder / "tiny-checkpoint"
+    path = folder / name
     save_checkpoint(path, checkpoint)
     return path
 

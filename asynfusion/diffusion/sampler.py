@@ -119,6 +119,7 @@ def sample(
     dtype: torch.dtype = torch.float32,
     count_flops: bool = True,
     guidance: Guidance | float = NONE,
+    known: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], SampleStats]:
     """Generate normalized motion features for a batch of windows with one sampler of the registry
     (its SamplerSpec, or its name).
@@ -132,6 +133,8 @@ def sample(
         cached; the first count costs about a second, so a one-shot command line run skips it).
     guidance: classifier-free guidance (guidance.py), per branch in a timestep interval; a number guides
         both branches at every step. A guided tick evaluates each window twice (two NFE).
+    known: frames already fixed, per branch (B, N, D_branch + 1) from model.known_frames, for a model
+        with continuation (model.py): every evaluation reads them, so the window continues them.
     Returns ({"expression": (B, N, D_E), "gesture": (B, N, D_G)}, SampleStats).
     """
     spec = get_sampler(spec) if isinstance(spec, str) else spec
@@ -165,7 +168,7 @@ def sample(
             t = {b: torch.full((batch,), timesteps[b][done[b]], dtype=torch.long, device=device) for b in active}
             with autocast:
                 output, rows = evaluate(model, {b: x[b] for b in active}, t, audio_features, speaker, buffer,
-                                        guidance)
+                                        guidance, known)
             for b in active:
                 step_start = time.perf_counter()
                 t_now, t_prev = timesteps[b][done[b]], previous[b][done[b]]

@@ -1,0 +1,221 @@
+"""Live: speech arrives in pieces, motion comes out a fraction of a second behind it.
+
+The microphone's audio is fed to a LiveSession as it arrives. Whenever `chunk_s` of new motion can be
+made, the session samples one window that ends at the newest audio and keeps the last `lookahead_s` of
+it back: every frame it sends was made with that much of the speech after it heard (the mouth opens
+before a stressed syllable; a stroke anticipates it). The window *continues* the motion already sent:
+the frames already shown are given to the network as known frames (model.py, `continuation`), so the
+new frames join the old ones without a seam. A frame's latency is the chunk it waits for, plus the
+lookahead, plus the sampling time.
+
+    window:      |-- known (shown) --|-- new, sent now --|-- lookahead --|
+                 S                emitted                E               A (newest audio)
+
+`stream_file` feeds a file through the same path at the pace a microphone would and measures each
+frame's latency: the wall time the frame is ready to send, less the wall time the audio at the
+frame's instant was fed in.
+"""
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE, audio_features
+from .config import BRANCHES
+from .diffusion.sampler import sample
+from .errors import InputError
+from .model import known_frames
+from .motion import FPS, Motion, features_to_motion
+from .pipeline import Pipeline, sampling_threads
+from .request import Request
+from .seeding import NOISE, generator_for
+
+MAX_PREFIX = 48         # known frames the network was trained to continue from (training/train.py)
+CONTEXT_FRAMES = 30     # audio before the window that its features see (the encoder's onsets, deltas)
+BLOCK_S = 0.02          # a microphone's buffer: stream_file feeds audio in blocks of this length
+
+
+def frame_sample(frame: int) -> int:
+    """The first audio sample of a motion frame's instant (frame / 30 s)."""
+    return int(round(frame * SAMPLE_RATE / FPS))
+
+
+class LiveSession:
+    """Motion for speech that arrives piece by piece; `feed` returns the frames that became ready."""
+
+    def __init__(self, pipeline: Pipeline, sampler: str = "async-lcm", steps_expression: int | None = None,
+                 steps_gesture: int | None = None, seed: int = 0, chunk_s: float = 0.5, lookahead_s: float = 0.2):
+        self.request = Request(np.zeros(0, np.float32), sampler, steps_expression, steps_gesture, seed)
+        self.pipeline = pipeline
+        self.model = pipeline.checkpoint.model_for(self.request.spec.weights)
+        if not self.model.continues:
+            raise InputError(f"checkpoint {pipeline.checkpoint.path or 'in memory'} cannot continue motion; live "
+                             "mode needs one trained with `asynfusion train --continuation`")
+        if not 0.05 <= chunk_s <= 2.0 or not 0.0 <= lookahead_s <= 1.0:
+            raise InputError(f"chunk must be 0.05-2 s and lookahead 0-1 s, got {chunk_s} and {lookahead_s}")
+        self.chunk_frames = max(1, round(chunk_s * FPS))
+        self.lookahead_frames = round(lookahead_s * FPS)
+        self.window = pipeline.config.window_frames
+        if self.window - self.chunk_frames - self.lookahead_frames < 1:
+            raise InputError(f"chunk + lookahead must be shorter than the model's {self.window / FPS:.2f} s window")
+        self.audio = np.zeros(0, np.float32)
+        self.features = {b: np.zeros((0, d), np.float32) for b, d in
+                         (("expression", pipeline.config.expression_dim), ("gesture", pipeline.config.gesture_dim))}
+        self.windows = 0
+        self.seconds_sampling = 0.0
+        self.threads = pipeline.threads or sampling_threads()
+
+    @property
+    def emitted(self) -> int:
+        """Frames sent so far."""
+        return len(self.features["gesture"])
+
+    def heard_frames(self) -> int:
+        """Motion frames whose instant the audio has reached."""
+        return int(len(self.audio) * FPS // SAMPLE_RATE)
+
+    def feed(self, samples: np.ndarray) -> Motion | None:
+        """Add 16 kHz mono audio; returns the motion frames that are now ready, or None."""
+        self.audio = np.concatenate([self.audio, np.asarray(samples, np.float32).reshape(-1)])
+        ready = self.heard_frames() - self.lookahead_frames
+        if ready - self.emitted < self.chunk_frames:
+            return None
+        return self._continue(ready)
+
+    def finish(self) -> Motion | None:
+        """The frames the lookahead held back (the speech is over: nothing more will be heard)."""
+        end = self.heard_frames()
+        return self._continue(end) if end > self.emitted else None
+
+    def motion(self) -> Motion:
+        """Everything sent so far, as one Motion."""
+        return self._motion(0, self.emitted)
+
+    # ------------------------------------------------------------------------
+    def _continue(self, end: int) -> Motion:
+        """Send frames up to `end`: one window in the steady state, several when catching up."""
+        first = self.emitted
+        while self.emitted < end:
+            self._window(end)
+        return self._motion(first, end)
+
+    def _window(self, end: int) -> None:
+        heard = self.heard_frames()
+        # as many known frames as leave room for a chunk and its lookahead (and as training showed)
+        prefix = min(self.emitted, MAX_PREFIX, self.window - self.chunk_frames - self.lookahead_frames)
+        start = self.emitted - prefix
+        stop = min(heard, start + self.window)                        # the window: [start, stop)
+        new_end = min(end, stop - min(self.lookahead_frames, heard - end))  # keep the lookahead heard after
+        frames = stop - start
+        audio = self._audio_features(start, stop)                                      # (1, frames, A)
+        mask = torch.zeros(1, frames, dtype=torch.bool)
+        mask[:, :prefix] = True
+        known = {}
+        for b in BRANCHES:
+            shown = np.zeros((frames, self.features[b].shape[1]), np.float32)
+            shown[:prefix] = self.features[b][start:]
+            known[b] = known_frames(torch.from_numpy(shown)[None], mask).to(self.pipeline.device)
+        generator = generator_for(self.request.seed, NOISE, self.windows)
+        torch.set_num_threads(self.threads)
+        began = time.perf_counter()
+        x, _ = sample(self.model, audio, self.request.spec, self.request.steps, generator=generator,
+                      dtype=self.pipeline.dtype, count_flops=False, known=known,
+                      guidance=self.pipeline.checkpoint.guidance_for(self.request.spec.weights))
+        self.seconds_sampling += time.perf_counter() - began
+        self.windows += 1
+        for b in BRANCHES:
+            new = x[b][0, prefix:new_end - start].float().cpu().numpy()
+            self.features[b] = np.concatenate([self.features[b], new])
+
+    def _audio_features(self, start: int, end: int) -> torch.Tensor:
+        """(1, end - start, A) normalized audio features of frames [start, end), with some audio before."""
+        context = max(0, start - CONTEXT_FRAMES) // 3 * 3   # a multiple of 3 frames starts on a whole sample
+        raw = audio_features(self.audio[frame_sample(context):frame_sample(end)], end - context,
+                             self.pipeline.config.audio_encoder)[start - context:]
+        normalized = self.pipeline.checkpoint.stats.normalize("audio", raw)
+        return torch.from_numpy(np.ascontiguousarray(normalized, np.float32))[None].to(self.pipeline.device)
+
+    def _motion(self, first: int, end: int) -> Motion:
+        stats = self.pipeline.checkpoint.stats
+        return features_to_motion(
+            stats.denormalize("expression", self.features["expression"][first:end]),
+            stats.denormalize("gesture", self.features["gesture"][first:end]),
+            expression_space=self.pipeline.config.expression_space,
+            metadata={"sampler": self.request.sampler, "steps_expression": self.request.steps_expression,
+                      "steps_gesture": self.request.steps_gesture, "seed": self.request.seed, "live": True,
+                      "precision": self.pipeline.precision.name})
+
+
+@dataclass
+class StreamReport:
+    """What `asynfusion stream --json` prints."""
+
+    latency_p50_s: float
+    latency_p95_s: float
+    latency_max_s: float
+    kept_up: bool           # the feed never fell more than one chunk behind the microphone's clock
+    max_behind_s: float     # how far it fell behind at worst
+    chunk_s: float
+    lookahead_s: float
+    frames: int
+    windows: int
+    seconds_sampling: float
+    audio_seconds: float
+    sampler: str
+    steps_expression: int
+    steps_gesture: int
+    precision: str
+    threads: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def stream_file(session: LiveSession, samples: np.ndarray, realtime: bool = True,
+                on_frames=None) -> StreamReport:
+    """Feed `samples` through `session` block by block, at a microphone's pace when `realtime`
+    (else as fast as possible), and measure every frame's latency. `on_frames(motion)` gets each piece."""
+    block = int(BLOCK_S * SAMPLE_RATE)
+    fed_at = np.zeros(len(samples) // block + 2)   # wall time each block was fed in
+    ready_at = []                                   # (first frame, end frame, wall time ready)
+    behind = 0.0
+    began = time.perf_counter()
+    for k, offset in enumerate(range(0, len(samples), block)):
+        due = began + (offset + block) / SAMPLE_RATE   # when a microphone would have delivered this block
+        if realtime:
+            now = time.perf_counter()
+            if now < due:
+                time.sleep(due - now)
+            behind = max(behind, time.perf_counter() - due)
+        fed_at[k] = time.perf_counter()
+        first = session.emitted
+        piece = session.feed(samples[offset:offset + block])
+        if piece is not None:
+            ready_at.append((first, session.emitted, time.perf_counter()))
+            if on_frames:
+                on_frames(piece)
+    first = session.emitted
+    piece = session.finish()
+    if piece is not None:
+        ready_at.append((first, session.emitted, time.perf_counter()))
+        if on_frames:
+            on_frames(piece)
+    latencies = []
+    for first, end, ready in ready_at:
+        for frame in range(first, end):
+            heard = fed_at[min(frame_sample(frame) // block, len(fed_at) - 1)]  # the block holding its instant
+            latencies.append(ready - heard)
+    latencies = np.array(latencies) if latencies else np.zeros(1)
+    spec = session.request
+    return StreamReport(
+        latency_p50_s=round(float(np.percentile(latencies, 50)), 4),
+        latency_p95_s=round(float(np.percentile(latencies, 95)), 4),
+        latency_max_s=round(float(latencies.max()), 4),
+        kept_up=behind <= session.chunk_frames / FPS, max_behind_s=round(behind, 4),
+        chunk_s=session.chunk_frames / FPS, lookahead_s=session.lookahead_frames / FPS,
+        frames=session.emitted, windows=session.windows, seconds_sampling=round(session.seconds_sampling, 3),
+        audio_seconds=round(len(samples) / SAMPLE_RATE, 3), sampler=spec.sampler,
+        steps_expression=spec.steps_expression, steps_gesture=spec.steps_gesture,
+        precision=session.pipeline.precision.name, threads=session.threads)

@@ -1,0 +1,108 @@
+"""The live path: speech fed piece by piece, motion out a chunk at a time, continuing what was shown."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from asynfusion.checkpoint import load_checkpoint
+from asynfusion.errors import InputError
+from asynfusion.live import BLOCK_S, LiveSession, frame_sample, stream_file
+from asynfusion.motion import load_motion
+from asynfusion.pipeline import Pipeline
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, write_tiny_checkpoint):
+    path = write_tiny_checkpoint(tmp_path_factory.mktemp("live"), "continuing", continuation=True)
+    return Pipeline(load_checkpoint(path), precision="fp32", threads=1, device="cpu")
+
+
+def test_frames_come_a_chunk_at_a_time_behind_the_lookahead_and_all_come_out(pipeline, speech_like):
+    session = LiveSession(pipeline, "async-lcm", chunk_s=0.3, lookahead_s=0.2)   # 9 and 6 frames
+    samples = speech_like(2.0)
+    block = int(BLOCK_S * 16_000)
+    pieces = []
+    for offset in range(0, len(samples), block):
+        piece = session.feed(samples[offset:offset + block])
+        heard = session.heard_frames()
+        assert session.emitted <= max(0, heard - 6)   # nothing sent before its lookahead is heard
+        if piece is not None:
+            assert piece.num_frames >= 9 and heard - 6 - session.emitted < 1
+            pieces.append(piece)
+    tail = session.finish()
+    assert tail is not None and session.emitted == session.heard_frames() == 60
+    motion = session.motion()
+    assert motion.num_frames == 60 and np.isfinite(motion.poses).all()
+    joined = np.concatenate([p.poses for p in pieces] + [tail.poses])
+    np.testing.assert_array_equal(joined, motion.poses)  # what was sent is the take
+    assert session.windows == len(pieces) + 1 and session.finish() is None
+
+
+def test_each_window_continues_the_frames_already_shown(pipeline, speech_like, monkeypatch):
+    import asynfusion.live as live
+
+    seen = []
+    real_sample = live.sample
+
+    def spy(model, audio, spec, steps, known=None, **kwargs):
+        seen.append((audio.shape[1], session.emitted, {b: k.clone() for b, k in known.items()}))
+        return real_sample(model, audio, spec, steps, known=known, **kwargs)
+
+    monkeypatch.setattr(live, "sample", spy)
+    session = LiveSession(pipeline, "sync-lcm", chunk_s=0.3, lookahead_s=0.1)   # 9 + 3 of 32 frames
+    session.feed(speech_like(1.5))   # 45 frames heard at once: several windows catch up
+    assert len(seen) >= 3 and session.emitted == 42
+    session.feed(speech_like(0.5, seed=1))
+    frames, sent_before, known = seen[-1]
+    shown = known["gesture"][0, :, -1].bool()
+    prefix = int(shown.sum())
+    assert frames <= 32 and prefix == 32 - 9 - 3 and shown[:prefix].all() and not shown[prefix:].any()
+    # the known values are the normalized features sent before, in place
+    np.testing.assert_allclose(known["gesture"][0, :prefix, :-1].numpy(),
+                               session.features["gesture"][sent_before - prefix:sent_before])
+    assert not known["gesture"][0, prefix:].any()
+
+
+def test_a_checkpoint_that_cannot_continue_and_bad_settings_are_one_line_errors(pipeline, tmp_path,
+                                                                               write_tiny_checkpoint):
+    plain = Pipeline(load_checkpoint(write_tiny_checkpoint(tmp_path)), precision="fp32", threads=1)
+    with pytest.raises(InputError, match="--continuation"):
+        LiveSession(plain)
+    with pytest.raises(InputError, match="window"):
+        LiveSession(pipeline, chunk_s=1.0, lookahead_s=0.2)   # longer than the tiny model's 32 frames
+    with pytest.raises(InputError, match="chunk"):
+        LiveSession(pipeline, chunk_s=0.0)
+
+
+def test_stream_measures_latency_at_a_microphones_pace(pipeline, speech_like):
+    session = LiveSession(pipeline, "async-lcm", chunk_s=0.3, lookahead_s=0.2)
+    report = stream_file(session, speech_like(1.5))
+    assert report.frames == 45 and report.kept_up and report.audio_seconds == 1.5
+    # a frame waits at least for its lookahead and at most a chunk more, plus the sampling time
+    assert 0.2 - BLOCK_S <= report.latency_p50_s <= report.latency_p95_s <= report.latency_max_s
+    assert report.latency_max_s < 0.3 + 0.2 + 0.5
+    assert frame_sample(3) == 1600
+
+
+def test_the_stream_command_writes_the_take_and_reports_json(tmp_path, write_tiny_checkpoint, speech_like):
+    checkpoint = write_tiny_checkpoint(tmp_path, "continuing", continuation=True)
+    wav = tmp_path / "speech.wav"
+    soundfile.write(wav, speech_like(1.0), 16_000)
+    out = tmp_path / "take.npz"
+    result = subprocess.run([sys.executable, "-m", "asynfusion", "stream", str(wav), "-o", str(out), "--json",
+                             "--checkpoint", str(checkpoint), "--precision", "fp32", "--chunk", "0.3"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("latency_p50_s", "latency_p95_s", "kept_up", "chunk_s", "lookahead_s", "frames", "sampler",
+                "precision"):
+        assert key in report
+    assert report["frames"] == 30 and report["precision"] == "fp32" and load_motion(out).num_frames == 30
+    bad = subprocess.run([sys.executable, "-m", "asynfusion", "stream", str(wav), "-o", str(tmp_path / "no.npz"),
+                          "--checkpoint", str(checkpoint), "--chunk", "5"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "chunk" in bad.stderr
+    assert not (tmp_path / "no.npz").exists()
