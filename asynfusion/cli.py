@@ -12,7 +12,8 @@
     make-corpus OUT_DIR             the built-in speech + motion corpus (BEAT2 layout)
     realism [MOTION.npz ...] --reference CAPTURE.npz --audio SPEECH [--samplers ...] [--baseline MOOD ...]
                                     kinematic and pose statistics against a real capture
-    train / distill / eval          see `python -m asynfusion COMMAND --help`
+    train / distill / fold-guidance / eval
+                                    see `python -m asynfusion COMMAND --help`
 
 Bad input ends with one line naming the problem and exit status 2; nothing is written to the
 output path on failure. Set ASYNFUSION_DEBUG=1 to see tracebacks of unexpected errors.
@@ -184,13 +185,21 @@ def training_bf16(args) -> bool:
     return precision.name == "bf16"
 
 
+def cmd_fold_guidance(args) -> None:
+    from .training.fold import FoldConfig, fold_guidance
+
+    config = FoldConfig(data=args.data, checkpoint=args.checkpoint, out=args.out or args.checkpoint,
+                        bf16=training_bf16(args), **given(args, "steps", "batch_size", "lr", "seed", "threads"))
+    print(f"checkpoint with the guidance folded into its LCM weights written to {fold_guidance(config)}")
+
+
 def cmd_distill(args) -> None:
     from .training.distill import DistillConfig, distill
 
     config = DistillConfig(data=args.data, teacher=args.teacher, out=args.out or args.teacher,
                            bf16=training_bf16(args),
                            sample_guidance=guidance_table(args.sample_guidance),
-                           **given(args, "steps", "batch_size", "seed", "threads", "guidance", "guidance_max_t"))
+                           **given(args, "steps", "batch_size", "lr", "seed", "threads", "guidance", "guidance_max_t"))
     print(f"distilled checkpoint written to {distill(config)}")
 
 
@@ -333,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="default: add lcm.safetensors to the teacher's folder")
     for option in ("--steps", "--batch-size", "--threads", "--seed"):  # unset: DistillConfig's defaults
         p.add_argument(option, type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
     p.add_argument("--guidance", type=float, default=None,
                    help="the teacher's classifier-free guidance scale (default: the one its checkpoint names)")
     p.add_argument("--guidance-max-t", type=int, default=None,
@@ -342,6 +352,16 @@ def build_parser() -> argparse.ArgumentParser:
     precision_option(p, "distillation")
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.set_defaults(run=cmd_distill)
+
+    p = commands.add_parser("fold-guidance", help="fold the LCM samplers' guidance into the student's weights")
+    p.add_argument("--data", required=True)
+    p.add_argument("--checkpoint", required=True, help="a distilled checkpoint whose LCM samplers are guided")
+    p.add_argument("--out", default=None, help="default: replace the checkpoint's lcm.safetensors")
+    for option, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--seed", int), ("--threads", int)):
+        p.add_argument(option, type=kind, default=None)
+    precision_option(p, "folding")
+    p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
+    p.set_defaults(run=cmd_fold_guidance)
 
     p = commands.add_parser("eval", help="metrics and the paper's tables on the held-out split")
     p.add_argument("--data", required=True)

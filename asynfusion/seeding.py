@@ -13,6 +13,7 @@ import numpy as np
 NOISE = 0          # generation: the starting noise and LCM's re-noising, per branch and step
 TRAIN_BATCH = 1    # diffusion training: the batch, timesteps and noise of one step on one rank
 DISTILL_BATCH = 2  # consistency distillation: the same for one distillation step
+FOLD_BATCH = 3     # folding the LCM student's guidance into its weights (training/fold.py)
 
 
 def generator_for(seed: int, stream: int, *position: int):

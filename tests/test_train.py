@@ -219,3 +219,47 @@ def test_continuation_trains_on_known_prefixes_and_warm_starts_from_a_model_with
     assert student.models["lcm"].continues
     with pytest.raises(Exception, match="differs"):  # and not the other way round
         train(config(data, tmp_path / "back", 1, init=str(out)), model_config)
+
+
+def test_folding_the_lcm_guidance_gives_one_evaluation_what_the_guided_pair_gave(data, tmp_path, tiny_config):
+    from asynfusion.diffusion.schedule import NoiseSchedule
+    from asynfusion.errors import InputError
+    from asynfusion.training.distill import guided_teacher
+    from asynfusion.training.fold import FoldConfig, fold_guidance
+    from asynfusion.training.loop import load_training_data
+
+    model_config = tiny_config(expression_coeffs=100, expression_space="flame", continuation=True)
+    teacher = train(config(data, tmp_path / "teacher", 2, audio_dropout=0.5), model_config)
+    guided = distill(DistillConfig(data=str(data), teacher=str(teacher), out=str(tmp_path / "guided"), steps=2,
+                                   batch_size=2, bf16=False, sample_guidance={"gesture": 2.0, "max_t": 800}))
+    student = load_checkpoint(guided)
+    with torch.no_grad():  # zero-initialised layers given values, so that the audio (and guidance) matters
+        for parameter in student.models["lcm"].parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
+    from asynfusion.checkpoint import save_checkpoint
+    save_checkpoint(guided, student)
+    with pytest.raises(InputError, match="no distilled LCM"):
+        fold_guidance(FoldConfig(data=str(data), checkpoint=str(teacher), out=str(tmp_path / "x"), bf16=False))
+    unguided = distill(DistillConfig(data=str(data), teacher=str(teacher), out=str(tmp_path / "unguided"), steps=1,
+                                     batch_size=2, bf16=False))
+    with pytest.raises(InputError, match="not guided"):
+        fold_guidance(FoldConfig(data=str(data), checkpoint=str(unguided), out=str(tmp_path / "x"), bf16=False))
+    out = fold_guidance(FoldConfig(data=str(data), checkpoint=str(guided), out=str(tmp_path / "folded"), steps=40,
+                                   batch_size=4, lr=3e-3, warmup=2, save_every=20, bf16=False))
+    folded = load_checkpoint(out)
+    assert not folded.guidance_for("lcm").active and folded.info["fold_guidance"]["completed_steps"] == 40
+    assert folded.info["fold_guidance"]["guidance"]["gesture"] == 2.0
+
+    batch_data = load_training_data(str(data), model_config, 32, 16, folded.stats)
+    x0, audio, speaker = batch_data.batch(torch.arange(len(batch_data.expression)))
+    generator = torch.Generator().manual_seed(5)
+    t = {b: torch.full((len(audio),), 500) for b in x0}
+    x_t = {b: NoiseSchedule().add_noise(x0[b], torch.randn(x0[b].shape, generator=generator), t[b]) for b in x0}
+    with torch.no_grad():
+        goal = guided_teacher(student.models["lcm"], x_t, t, audio, speaker, student.guidance_for("lcm"))
+        before = student.models["lcm"](x_t, t, audio, speaker)
+        after = folded.models["lcm"](x_t, t, audio, speaker)
+    # the folded student alone comes closer to the guided pair than the student alone was
+    assert (after["gesture"] - goal["gesture"]).abs().mean() < 0.5 * (before["gesture"] - goal["gesture"]).abs().mean()
+    motion, report = Pipeline(folded).generate(Request(torch.randn(16000 * 2).numpy() * 0.1, "async-lcm"))
+    assert (report.sampling.nfe_expression, report.sampling.nfe_gesture) == (4, 8)  # what its steps say
