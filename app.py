@@ -20,6 +20,13 @@ from asynfusion.errors import InputError
 from asynfusion.request import MAX_SEED
 from asynfusion.settings import Settings, one_blas_thread
 
+TABLE_HEIGHT = 1200  # px: above the tallest table, so that no table scrolls inside itself
+# On a phone Compare's five columns are 65 px each: a smaller font and padding keep "12.345" on one line
+NARROW_TABLES = """@media (max-width: 480px) {
+  #compare-table [role=gridcell], #compare-table [role=columnheader] { font-size: var(--text-sm); }
+  #compare-table .cell-wrap { padding: var(--size-1); }
+}"""
+
 one_blas_thread()
 try:
     settings = Settings.from_env()
@@ -61,6 +68,14 @@ def compare(audio, seed, trim, baseline, speaker, progress=gr.Progress()):
     return result.video, result.table, result.chart, result.note
 
 
+def compare_on_page(audio, seed, trim, baseline, speaker, progress=gr.Progress()):
+    """`compare` with its table a row per measure, its columns of equal width (4 or 5: the baseline's)."""
+    video, table, chart, note = compare(audio, seed, trim, baseline, speaker, progress)
+    by_measure = texts.comparison_by_measure(table)
+    widths = [f"{100 / len(by_measure.columns):.2f}%"] * len(by_measure.columns)
+    return video, gr.Dataframe(by_measure, column_widths=widths), chart, note
+
+
 with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings.keep_seconds)) as demo:
     gr.Markdown(introduction)
     with gr.Row():
@@ -84,8 +99,10 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
             avatar_3d = player.component((avatar_standing, None, 0), label="Avatar in 3D", elem_id="player")
             # no autoplay: the 3D player has already said it by the time the video is rendered
             video = gr.Video(label="Avatar video (rendered after the 3D view)", elem_id="avatar")
-            timings = gr.Dataframe(headers=texts.TIMING_COLUMNS, label="Timing", interactive=False,
-                                   elem_id="timings")
+            # wrapped and tall enough for every row: each number in view, also on a phone (tests/test_browser.py)
+            timings = gr.Dataframe(headers=texts.TIMING_COLUMNS, label="Timing", interactive=False, wrap=True,
+                                   column_widths=["45%", "55%"], max_height=TABLE_HEIGHT, elem_id="timings")
+            gr.Markdown(texts.TIMING_NOTE, elem_id="timings-note")
             motion = gr.File(label="Motion (.npz, BEAT2 / SMPL-X layout)")
             exports = gr.File(label="For Blender, Unity, Unreal, three.js: .glb (body, face shapes, animation), "
                                     ".bvh (skeleton), .csv (ARKit curves, Live Link Face)", file_count="multiple",
@@ -104,8 +121,8 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
         baseline = gr.Checkbox(label="Add the rule-based baseline (no network)")
         compare_button = gr.Button("Compare", variant="primary")
     compare_video = gr.Video(label="Side by side", autoplay=True, elem_id="compare-video")
-    compare_table = gr.Dataframe(headers=texts.COMPARE_COLUMNS, label="Per sampler", interactive=False,
-                                 elem_id="compare-table")
+    compare_table = gr.Dataframe(headers=["measure"], label="Per sampler", interactive=False, wrap=True,
+                                 max_height=TABLE_HEIGHT, elem_id="compare-table")
     with gr.Row():
         chart = gr.BarPlot(x="sampler", y="seconds", color="part", sort=texts.chart_order(), y_title="seconds",
                            label="Generation time per sampler, split by branch", scale=3)
@@ -117,9 +134,13 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
                           show_progress_on=[video], api_visibility="private", concurrency_id="work")
     # the API's /generate, on no trigger of the page: the same work, its four results at the end
     gr.on([], generate, generate_inputs, [video, motion, timings, note], api_name="generate", concurrency_id="work")
-    compare_button.click(compare, [audio, seed, trim, baseline, speaker],
-                         [compare_video, compare_table, chart, compare_note], api_name="compare", concurrency_id="work")
+    compare_inputs = [audio, seed, trim, baseline, speaker]
+    compare_outputs = [compare_video, compare_table, chart, compare_note]
+    compare_button.click(compare_on_page, compare_inputs, compare_outputs, api_visibility="private",
+                         concurrency_id="work")
+    # the API's /compare: a row per sampler, as the paper's Table 3 (the page shows it a row per measure)
+    gr.on([], compare, compare_inputs, compare_outputs, api_name="compare", concurrency_id="work")
 demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
 
 if __name__ == "__main__":
-    demo.launch(allowed_paths=[str(settings.work_dir)], max_file_size=settings.max_upload)
+    demo.launch(allowed_paths=[str(settings.work_dir)], max_file_size=settings.max_upload, css=NARROW_TABLES)

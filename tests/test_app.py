@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from asynfusion.app import handlers
+from asynfusion.app import handlers, texts
 from asynfusion.audio import SAMPLE_RATE
 from asynfusion.checkpoint import save_checkpoint, untrained_checkpoint
 from asynfusion.errors import InputError
@@ -144,11 +144,10 @@ def test_generate_gives_video_motion_timings_and_provenance(settings, speech):
     assert motion.num_frames == 45 and motion.metadata["seed"] == 3
     values = dict(zip(result.timings["measure"], result.timings["value"]))
     assert values["precision"].startswith(("fp32 (", "bf16 (")) and values["precision"].split()[0] in result.note
-    assert values["expression branch: network evaluations"] == 4
-    assert values["gesture branch: network evaluations"] == 8
+    assert values["expression branch: NFE"] == 4
+    assert values["gesture branch: NFE"] == 8
     assert values["audio length: seconds"] == 1.5
-    assert values["real-time factor (generation / audio length)"] == pytest.approx(
-        values["generation in all: seconds"] / 1.5, abs=1e-3)
+    assert values["real-time factor"] == pytest.approx(values["generation in all: seconds"] / 1.5, abs=1e-3)
     assert values["rendering 45 frames: seconds"] > 0
     assert "trained on: **untrained**" in result.note and "⚠️" in result.note
     fractions = [f for f, _ in stages]
@@ -159,7 +158,7 @@ def test_generate_gives_video_motion_timings_and_provenance(settings, speech):
 def test_compare_runs_every_sampler_on_the_same_speech(settings, speech):
     result = handlers.compare(speech, seed=1, baseline=True, settings=settings)
     table = result.table
-    assert list(table["sampler"]) == ["DDIM", "sync LCM", "async LCM", "rule-based baseline"]
+    assert list(table["sampler"]) == ["DDIM", "sync LCM", "async LCM", "rule-based"]
     assert list(table["steps E/G"]) == ["25/25", "8/8", "4/8", "-"]
     assert list(table["NFE E"]) == [25, 8, 4, 0] and list(table["NFE G"]) == [25, 8, 8, 0]
     assert table["speed-up vs DDIM"].iloc[0] == 1.0
@@ -170,6 +169,10 @@ def test_compare_runs_every_sampler_on_the_same_speech(settings, speech):
     assert np.allclose(totals.to_numpy(), table["seconds total"].to_numpy(), atol=2e-3)
     assert f"{4 * SIZE}x{SIZE}" in streams(result.video)  # four avatars side by side in one video
     assert "seed 1 for every sampler" in result.note
+    by_measure = texts.comparison_by_measure(table)  # as the page shows it: a column per sampler
+    assert list(by_measure.columns) == ["measure", "DDIM", "sync LCM", "async LCM", "rule-based"]
+    assert list(by_measure["measure"]) == texts.COMPARE_COLUMNS[1:]
+    assert list(by_measure.iloc[1, 1:]) == [25, 8, 4, 0]  # NFE E
 
 
 def test_same_request_same_motion_and_own_files(settings, speech):

@@ -35,7 +35,7 @@ def test_generate(client, example_wav):
     assert Path(video).suffix == ".mp4" and Path(video).stat().st_size > 1000
     assert load_motion(motion).num_frames == round(soundfile.info(str(example_wav)).duration * 30)
     values = dict(timings["data"])
-    assert values["expression branch: network evaluations"] == 5 and values["gesture branch: network evaluations"] == 10
+    assert values["expression branch: NFE"] == 5 and values["gesture branch: NFE"] == 10
     assert "DDIM 5/10 steps, seed 2" in note and "trained on: **untrained**" in note
 
 

@@ -1,7 +1,8 @@
 """The app in a real headless Chromium (Debian's, driven by Playwright's Python package): a visitor
 presses Generate without audio, uploads an example clip, presses Generate and plays the video,
-then presses Compare and reads the table; another records a fraction of a second from a (fake)
-microphone. The page is saved to test-artifacts/app-browser.png."""
+then presses Compare and reads the table; every number of the two tables is in view on a desktop and
+a phone; another records a fraction of a second from a (fake) microphone. The page is saved to
+test-artifacts/app-browser.png."""
 
 from pathlib import Path
 
@@ -12,10 +13,41 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 FAKE_MICROPHONE = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]  # a beeping one
 RENDER_SIZE, COMPARE_SIZE = 192, 128
+WINDOWS = [{"width": 1400, "height": 1000}, {"width": 390, "height": 844}]  # a desktop, a phone
+# What keeps a table's cell from being read, at the window's size: the table's viewport scrolls or lies
+# outside the window; a row not drawn (Gradio draws rows as they scroll into view); a cell whose box leaves
+# the viewport, or a word broken inside (the cell too narrow for it; lines may break at spaces and hyphens).
+UNREADABLE = r"""selector => {
+  const table = document.querySelector(selector), viewport = table.querySelector('.virtual-table-viewport');
+  const box = viewport.getBoundingClientRect(), problems = [];
+  const [width, height] = [viewport.scrollWidth, viewport.scrollHeight];
+  if (width > viewport.clientWidth || height > viewport.clientHeight)
+    problems.push(`scrolls: ${width}x${height} in ${viewport.clientWidth}x${viewport.clientHeight}`);
+  if (box.left < 0 || box.right > document.documentElement.clientWidth)
+    problems.push(`outside the window: x ${box.left}-${box.right}`);
+  const rows = Number(table.querySelector('[role=grid]').getAttribute('aria-rowcount'));
+  const drawn = table.querySelectorAll('[role=row]').length;
+  if (drawn !== rows) problems.push(`${drawn} of ${rows} rows drawn`);
+  for (const cell of table.querySelectorAll('[role=gridcell], [role=columnheader]')) {
+    const b = cell.getBoundingClientRect(), text = cell.innerText.trim();
+    if (b.left < box.left - 0.5 || b.right > box.right + 0.5 || b.top < box.top - 0.5 || b.bottom > box.bottom + 0.5)
+      problems.push(`'${text}' at x ${b.left}-${b.right}, y ${b.top}-${b.bottom} outside the view`);
+    const node = Array.from(cell.querySelectorAll('span'), span => span.firstChild).find(n => n?.nodeType === 3);
+    for (const word of node ? node.data.matchAll(/[^\s-]+-?/g) : []) {
+      const range = document.createRange();
+      range.setStart(node, word.index);
+      range.setEnd(node, word.index + word[0].length);
+      const lines = new Set(Array.from(range.getClientRects()).map(r => Math.round(r.top))).size;
+      if (lines > 1) problems.push(`'${word[0]}' of '${text}' broken over ${lines} lines`);
+    }
+  }
+  return problems;
+}"""
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)", allow_module_level=True)
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+PlaywrightTimeout = pytest.importorskip("playwright.sync_api").TimeoutError
 
 
 @pytest.fixture(scope="module")
@@ -58,21 +90,58 @@ def test_generate_then_compare_in_a_browser(playwright, app_url, example_wav, re
                               " return {width: v.videoWidth, duration: v.duration}; }")
         assert video["width"] == RENDER_SIZE and abs(video["duration"] - 4.82) < 0.1
         timings = page.locator("#timings").inner_text()
-        assert "expression branch: network evaluations" in timings and "real-time factor" in timings
+        assert "expression branch: NFE" in timings and "real-time factor" in timings
 
         page.get_by_role("button", name="Compare").click()
         page.wait_for_function("() => document.querySelector('#compare-table').innerText.includes('async LCM')")
-        rows = [[cell.strip() for cell in row.split("\n") if cell.strip()]
-                for row in page.locator("#compare-table div[role=row]").all_inner_texts()]
-        assert [row[:4] for row in rows] == [["DDIM", "25/25", "25", "25"], ["sync LCM", "8/8", "8", "8"],
-                                             ["async LCM", "4/8", "4", "8"]]
-        assert all(float(row[6]) > 0 for row in rows)  # seconds of generation, per sampler
+        rows = {row[0]: row[1:] for row in table_rows(page, "#compare-table")}  # a row per measure
+        assert rows["measure"] == ["DDIM", "sync LCM", "async LCM"]
+        assert rows["steps E/G"] == ["25/25", "8/8", "4/8"] and rows["NFE E"] == ["25", "8", "4"]
+        assert rows["NFE G"] == ["25", "8", "8"] and all(float(s) > 0 for s in rows["seconds total"])
         page.wait_for_function(f"() => {{ const v = document.querySelector('#compare-video video');"
                                f" return v !== null && v.videoWidth === 3 * {COMPARE_SIZE}; }}")
     finally:
         artifacts = repo_root / "test-artifacts"
         artifacts.mkdir(exist_ok=True)
         page.screenshot(path=str(artifacts / "app-browser.png"), full_page=True)
+        browser.close()
+
+
+def table_rows(page, selector) -> list[list[str]]:
+    """The table's rows as the visitor reads them, its header first (without the column menus' "⋮")."""
+    return [[cell.strip() for cell in row.split("\n") if cell.strip() not in ("", "⋮")]
+            for row in page.locator(f"{selector} [role=row]").all_inner_texts()]
+
+
+def assert_readable(page, selectors):
+    """Every cell of the tables in view, at each window size, once Gradio has laid them out for it."""
+    for window in WINDOWS:
+        page.set_viewport_size(window)
+        for selector in selectors:
+            try:
+                page.wait_for_function(f"() => ({UNREADABLE})('{selector}').length === 0", timeout=10_000)
+            except PlaywrightTimeout:
+                pytest.fail(f"{selector} at {window['width']}x{window['height']}: "
+                            f"{page.evaluate(UNREADABLE, selector)}")
+
+
+def test_every_number_of_both_tables_in_view_on_a_desktop_and_a_phone(playwright, app_url, example_wav):
+    browser, page = open_page(playwright, app_url)
+    try:
+        page.locator("#speech input[type=file]").set_input_files(str(example_wav))
+        page.locator(f"#speech a[download][href*='{example_wav.name}']").wait_for(state="attached")
+        page.get_by_role("button", name="Generate").click()
+        page.wait_for_function("() => document.querySelector('#timings').innerText.includes('frames: seconds')")
+        assert len(table_rows(page, "#timings")) == 14  # the header and 13 measures
+        assert_readable(page, ["#timings"])
+
+        page.set_viewport_size(WINDOWS[0])
+        page.get_by_label("Add the rule-based baseline (no network)").check()  # the widest table: 5 columns
+        page.get_by_role("button", name="Compare").click()
+        page.wait_for_function("() => document.querySelector('#compare-table').innerText.includes('rule-based')")
+        assert table_rows(page, "#compare-table")[0] == ["measure", "DDIM", "sync LCM", "async LCM", "rule-based"]
+        assert_readable(page, ["#timings", "#compare-table"])
+    finally:
         browser.close()
 
 

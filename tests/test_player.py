@@ -49,7 +49,7 @@ def test_generate_steps_gives_the_player_first_then_the_video(settings, tmp_path
     assert first.exports == [avatar]
     timings = dict(zip(first.timings["measure"], first.timings["value"]))
     assert timings["rendering the video"] == "in progress"
-    assert timings["3D avatar (.glb) for the player: seconds"] > 0
+    assert timings["3D avatar (.glb): seconds"] > 0
     assert "The video is rendering." in first.note
 
     assert Path(last.video).stat().st_size > 1000 and last.motion == first.motion and last.player == first.player

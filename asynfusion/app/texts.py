@@ -6,8 +6,12 @@ import pandas as pd
 from ..diffusion.registry import REFERENCE_SAMPLER, SAMPLERS
 
 PAPER_URL = "https://arxiv.org/abs/2505.15058"
-BASELINE_LABEL = "rule-based baseline"
+BASELINE_LABEL = "rule-based"
 TIMING_COLUMNS = ["measure", "value"]
+# The timing table's labels stay short so its values fit a phone's width; what they mean is said under it.
+TIMING_NOTE = ("NFE: network evaluations. Sampling threads: the cores not busy with other work. Guidance: "
+               "classifier-free; a guided step evaluates the network with and without the audio. "
+               "Real-time factor: generation / audio length.")
 COMPARE_COLUMNS = ["sampler", "steps E/G", "NFE E", "NFE G", "seconds E", "seconds G", "seconds total", "GFLOPs",
                    "real-time factor", f"speed-up vs {SAMPLERS[REFERENCE_SAMPLER].label}"]
 
@@ -71,24 +75,24 @@ def timing_table(report, features_seconds: float, render: dict | None, precision
     generation = features_seconds + report.seconds_total
     rows = [
         ("precision", str(precision)),
-        ("sampling threads (cores not busy with other work)", report.threads),
-        ("classifier-free guidance (a guided step evaluates with and without the audio)", s.guidance),
-        ("expression branch: network evaluations", s.nfe_expression),
+        ("sampling threads", report.threads),
+        ("guidance", s.guidance),
+        ("expression branch: NFE", s.nfe_expression),
         ("expression branch: seconds", round(s.seconds_expression, 3)),
-        ("gesture branch: network evaluations", s.nfe_gesture),
+        ("gesture branch: NFE", s.nfe_gesture),
         ("gesture branch: seconds", round(s.seconds_gesture, 3)),
         ("audio features: seconds", round(features_seconds, 3)),
         ("generation in all: seconds", round(generation, 3)),
     ]
     if export_seconds is not None:
-        rows.append(("3D avatar (.glb) for the player: seconds", round(export_seconds, 3)))
+        rows.append(("3D avatar (.glb): seconds", round(export_seconds, 3)))
     if render is not None:
         rows.append((f"rendering {render['frames']} frames: seconds", round(render["seconds"], 2)))
     else:
         rows.append(("rendering the video", "in progress"))
     rows += [
         ("audio length: seconds", round(report.audio_seconds, 2)),
-        ("real-time factor (generation / audio length)", round(generation / report.audio_seconds, 4)),
+        ("real-time factor", round(generation / report.audio_seconds, 4)),
     ]
     return pd.DataFrame(rows, columns=TIMING_COLUMNS, dtype=object)
 
@@ -114,6 +118,13 @@ def comparison_table(rows: list[dict], speech_seconds: float) -> pd.DataFrame:
     reference = table["seconds total"][is_reference].iloc[0] if is_reference.any() else table["seconds total"].iloc[0]
     table[COMPARE_COLUMNS[-1]] = (reference / table["seconds total"].clip(lower=1e-9)).round(2)
     return table[COMPARE_COLUMNS]
+
+
+def comparison_by_measure(table: pd.DataFrame) -> pd.DataFrame:
+    """Compare's table as the page shows it: a row per measure, a column per sampler, so that it fits a
+    phone's width (ten columns of numbers do not)."""
+    by_measure = table.set_index("sampler").T.astype(object)
+    return by_measure.rename_axis(columns=None).reset_index(names="measure")
 
 
 def comparison_chart(table: pd.DataFrame) -> pd.DataFrame:
