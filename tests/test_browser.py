@@ -1,9 +1,12 @@
 """The app in a real headless Chromium (Debian's, driven by Playwright's Python package): a visitor
 presses Generate without audio, uploads an example clip, presses Generate and plays the video,
 then presses Compare and reads the table; every number of the two tables is in view on a desktop and
-a phone; another records a fraction of a second from a (fake) microphone. The page is saved to
-test-artifacts/app-browser.png."""
+a phone; another records a fraction of a second from a (fake) microphone; and tools/app_screenshot.py
+runs to the end. The page is saved to test-artifacts/app-browser.png."""
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,6 +146,26 @@ def test_every_number_of_both_tables_in_view_on_a_desktop_and_a_phone(playwright
         assert_readable(page, ["#timings", "#compare-table"])
     finally:
         browser.close()
+
+
+def test_app_screenshot_runs_to_the_end(app_url, example_wav, repo_root, tmp_path, free_port):
+    """tools/app_screenshot.py against the test app: what it waits for happens, and it saves the page."""
+    out = tmp_path / "app.png"
+    run = subprocess.run([sys.executable, "tools/app_screenshot.py", app_url, str(out), str(example_wav),
+                          "--timeout", "120"], cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout)
+    assert any(row.startswith("real-time factor | ") for row in seen["timing table"])
+    assert seen["compare table"][0] == "measure | DDIM | sync LCM | async LCM | rule-based"
+    from PIL import Image
+
+    with Image.open(out) as picture:
+        assert picture.width == 1400 and picture.height > 1500
+
+    refused = subprocess.run([sys.executable, "tools/app_screenshot.py", f"http://127.0.0.1:{free_port()}",
+                              str(out)], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and refused.stderr.startswith("app_screenshot.py: open http://")
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
 
 
 def test_a_fraction_of_a_second_from_the_microphone(playwright, app_url):
