@@ -179,9 +179,9 @@ def test_glb_skinned_mesh_matches_the_renderer(exported, motion):
     from asynfusion.render.body import body_vertices, load_body
 
     glb, frames = GlbReader(exported[".glb"]), [0, 30]
-    drawn = np.stack([glb.skinned_vertices(frame) for frame in frames])
-    drawn[..., 1] -= drawn[0, :, 1].min()  # the renderer stands frame 0's lowest point on the floor
     rendered = body_vertices(load_body(None), motion, follow=None)[frames]
+    drawn = np.stack([glb.skinned_vertices(frame) for frame in frames])[:, :rendered.shape[1]]  # the body's own
+    drawn[..., 1] -= drawn[0, :, 1].min()  # the renderer stands frame 0's lowest point on the floor
     error = np.linalg.norm(drawn - rendered, axis=-1)
     # What is left: weights past the 4 heaviest, and joints that SMPL-X moves with the expression.
     assert error.mean() < MILLIMETRE and error.max() < 0.02, (error.mean(), error.max())
@@ -196,6 +196,91 @@ def test_glb_morph_targets_are_the_52_arkit_shapes_driven_by_the_motion(exported
     assert sum(s is not None for s in sparse) == 51  # jawOpen moves no vertex: the jaw joint opens the mouth
     for frame in (0, 17, motion.num_frames - 1):
         np.testing.assert_array_equal(glb.channel_values(frame)[(0, "weights")], motion.expressions[frame, :52])
+
+
+def test_glb_wears_the_video_outfit(exported):
+    """A primitive and material per region of the renderer's outfit, over one closed mesh cut along its seams;
+    the colours are the video's, decoded to linear as glTF defines them."""
+    from asynfusion.render import outfit
+    from asynfusion.render.body import load_body
+
+    glb, body = GlbReader(exported[".glb"]), load_body(None)
+    primitives = glb.gltf.meshes[0].primitives
+    materials = [glb.gltf.materials[primitive.material] for primitive in primitives]
+    assert [material.name for material in materials] == list(outfit.REGIONS)
+    for material, cloth in zip(materials[1:], outfit.OUTFIT):
+        srgb = np.array(cloth.color)
+        expected = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+        np.testing.assert_allclose(material.pbrMetallicRoughness.baseColorFactor[:3], expected, atol=1e-6)
+    assert materials[0].pbrMetallicRoughness.baseColorFactor == [1.0, 1.0, 1.0, 1.0]
+    assert [primitive.attributes.COLOR_0 is not None for primitive in primitives] == [True, False, False, False]
+    assert len({primitive.attributes.POSITION for primitive in primitives}) == 1  # one set of vertices
+
+    # the body's own vertices first, then the seams'; the skin's colours are the renderer's
+    template = body.v_template.numpy()
+    positions = glb.array(primitives[0].attributes.POSITION)
+    np.testing.assert_array_equal(positions[:len(template)], template)
+    linear = glb.array(primitives[0].attributes.COLOR_0)[:len(template), :3] / 65535
+    srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055) * 255
+    assert np.abs(srgb - outfit.vertex_colors(body)).max() < 0.1
+
+    # each face of the body's own vertices is in the region the shader colours at its centre
+    faces = [glb.array(primitive.indices).reshape(-1, 3).astype(np.int64) for primitive in primitives]
+    values = outfit.cuts(body)
+    for region, region_faces in enumerate(faces):
+        inside = region_faces[(region_faces < len(template)).all(1)]
+        assert (outfit.point_regions(values[inside].mean(1)) == region).all(), outfit.REGIONS[region]
+    # the seams are straight, as the shader draws them: the waist and the shoes' tops level, the sleeves'
+    # ends upright, at a fixed distance from the pelvis (within the 0.1 mm by which a vertex of the body
+    # counts as on a cut, rather than leave a sliver of a face beside it)
+    regions_of = [set() for _ in positions]
+    for region, region_faces in enumerate(faces):
+        for vertex in np.unique(region_faces):
+            regions_of[vertex].add(outfit.REGIONS[region])
+    pelvis_x = next(node.translation[0] for node in glb.gltf.nodes if node.name == "pelvis")
+
+    def seam(*regions):
+        return positions[[k for k, found in enumerate(regions_of) if found >= set(regions)]]
+
+    assert len(seam("shoes", "trousers")) > 20 and np.ptp(seam("shoes", "trousers")[:, 1]) < 2e-4
+    assert len(seam("trousers", "shirt")) > 20 and np.ptp(seam("trousers", "shirt")[:, 1]) < 2e-4
+    shirt_skin = seam("shirt", "skin")
+    sleeve_ends = shirt_skin[shirt_skin[:, 1] < shirt_skin[:, 1].max() - 0.08]  # below the neckline
+    assert len(sleeve_ends) > 20 and np.ptp(np.abs(sleeve_ends[:, 0] - pelvis_x)) < 2e-4
+    # and the cut mesh is closed: every edge met once each way round, over all the regions
+    all_faces = np.concatenate(faces)
+    edges = all_faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    count = len(positions)
+    assert np.array_equal(np.sort(edges[:, 0] * count + edges[:, 1]), np.sort(edges[:, 1] * count + edges[:, 0]))
+
+    def area(vertices, triangles):
+        corners = vertices[triangles]
+        return 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+
+    assert area(positions.astype(np.float64), all_faces).sum() == pytest.approx(
+        area(template.astype(np.float64), np.asarray(body.faces, np.int64)).sum(), rel=1e-5)
+
+
+def test_player_animation_is_the_glb_animation(exported, motion):
+    """export/animation.py's file (what the app's player takes per result) holds the .glb's animation exactly."""
+    from asynfusion.export.animation import motion_to_animation
+
+    data = motion_to_animation(motion)
+    length = int.from_bytes(data[:4], "little")
+    header = json.loads(data[4:4 + length])
+    assert header == {"fps": 30.0, "frames": motion.num_frames, "joints": JOINT_NAMES, "targets": 52}
+    values = np.frombuffer(data, "<f4", offset=4 + length)
+    frames = motion.num_frames
+    rotations, rest = values[:55 * frames * 4].reshape(55, frames, 4), values[55 * frames * 4:]
+    translation, weights = rest[:frames * 3].reshape(frames, 3), rest[frames * 3:].reshape(frames, 52)
+    glb = GlbReader(exported[".glb"])
+    nodes = {glb.gltf.nodes[node].name: node for node in glb.gltf.skins[0].joints}
+    for frame in (0, 1, frames - 1):
+        channels = glb.channel_values(frame)
+        for joint, name in enumerate(header["joints"]):
+            np.testing.assert_array_equal(rotations[joint, frame], channels[(nodes[name], "rotation")])
+        np.testing.assert_array_equal(translation[frame], channels[(nodes["pelvis"], "translation")])
+        np.testing.assert_array_equal(weights[frame], channels[(0, "weights")])
 
 
 def test_glb_of_ten_seconds_on_the_free_body_is_under_8_mb(tmp_path):
@@ -400,3 +485,13 @@ def test_blender_imports_the_glb_and_the_bvh(exported, motion):
     assert readback["glb"]["shape_keys"] == ARKIT_BLENDSHAPES
     values = np.array([readback["glb"]["shape_key_values"][name] for name in ARKIT_BLENDSHAPES]).T
     np.testing.assert_allclose(values, motion.expressions[frames, :52], atol=1e-6)
+    # the outfit: Blender's materials have the .glb's colours, and the skin takes its colours per vertex
+    glb = GlbReader(exported[".glb"])
+    expected = {material.name: material.pbrMetallicRoughness.baseColorFactor for material in glb.gltf.materials}
+    materials = readback["glb"]["materials"]
+    assert sorted(materials) == sorted(expected)
+    for name, material in materials.items():
+        if name == "skin":
+            assert material["base_color_from"] == "color attribute"
+        else:
+            np.testing.assert_allclose(material["base_color"], expected[name], atol=1e-6)

@@ -7,7 +7,8 @@ import pytest
 from asynfusion.motion import JOINT, Motion
 from asynfusion.render.body import load_body
 from asynfusion.render.lod import DENSE_JOINTS, main_view_faces
-from asynfusion.render.scene import VIEW_BOTTOM, VIEW_TOP, _outward_faces, _Stage, _vertex_colors
+from asynfusion.render.outfit import vertex_colors
+from asynfusion.render.scene import VIEW_BOTTOM, VIEW_TOP, _outward_faces, _Stage
 
 SIZE = 512
 
@@ -20,7 +21,7 @@ def stand_in():
     assert cullable
     weights = body.lbs_weights.detach().numpy()
     pixels_per_metre = SIZE / ((VIEW_TOP - VIEW_BOTTOM) * np.ptp(template[:, 1]))   # the video's scale
-    return body, template, faces, weights, _vertex_colors(body), pixels_per_metre
+    return body, template, faces, weights, vertex_colors(body), pixels_per_metre
 
 
 def face_set(faces: np.ndarray) -> set:

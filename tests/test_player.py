@@ -1,8 +1,11 @@
 """The 3D player (asynfusion/app/player.py, static/player.js): the page's Generate gives the player its
-files before the video, and in a real headless Chromium (Debian's, WebGL through SwiftShader) the avatar
-moves while the speech plays, holds still when it is paused, shows the frame of the audio's time after
-a seek, and the page does all of it with every request off this machine refused."""
+files before the video (the body's .glb, the same every time, and the result's animation alone), and in a
+real headless Chromium (Debian's, WebGL through SwiftShader) the avatar wears the video's outfit, moves
+while the speech plays, holds still when it is paused, shows the frame of the audio's time after a seek,
+takes a second result without fetching the body again, and the page does all of it with every request
+off this machine refused."""
 
+import json
 import math
 import struct
 import time
@@ -37,16 +40,33 @@ def glb_header(path) -> tuple[bytes, int]:
     return magic, version
 
 
+def read_animation(path) -> dict:
+    """export/animation.py's header, checked against the file's length."""
+    data = Path(path).read_bytes()
+    length = int.from_bytes(data[:4], "little")
+    header = json.loads(data[4:4 + length])
+    floats = header["frames"] * (len(header["joints"]) * 4 + 3 + header["targets"])
+    assert len(data) == 4 + length + 4 * floats
+    return header
+
+
 def test_generate_steps_gives_the_player_first_then_the_video(settings, tmp_path, speech_like):
     audio = tmp_path / "speech.wav"
     soundfile.write(audio, speech_like(1.5), 16_000)
-    first, last = list(handlers.generate_steps(str(audio), "async-lcm", seed=2, settings=settings))
+    waiting, first, last = list(handlers.generate_steps(str(audio), "async-lcm", seed=2, settings=settings))
+
+    # the speech first, for the page to fetch while the motion is made
+    assert waiting.video is None and waiting.motion is None and waiting.player.animation is None
+    assert Path(waiting.player.body) == settings.work_dir / handlers.PLAYER_BODY and waiting.player.frames == 0
 
     assert first.video is None and Path(first.motion).exists()
-    avatar, speech, frames = first.player
-    assert glb_header(avatar) == (b"glTF", 2) and frames == 45
+    body, speech, frames, animation = first.player
+    assert (body, speech) == waiting.player[:2] and glb_header(body) == (b"glTF", 2) and frames == 45
+    header = read_animation(animation)
+    assert header["frames"] == 45 and len(header["joints"]) == 55 and header["fps"] == FPS
+    assert Path(animation).stat().st_size < Path(body).stat().st_size / 10  # the result alone, no body
     assert soundfile.info(speech).samplerate == 16_000 and soundfile.info(speech).frames == 24_000
-    assert first.exports == [avatar]
+    assert first.exports == []  # the whole .glb comes with the video, off the player's path
     timings = dict(zip(first.timings["measure"], first.timings["value"]))
     assert timings["rendering the video"] == "in progress"
     assert timings["3D avatar (.glb): seconds"] > 0
@@ -54,8 +74,15 @@ def test_generate_steps_gives_the_player_first_then_the_video(settings, tmp_path
 
     assert Path(last.video).stat().st_size > 1000 and last.motion == first.motion and last.player == first.player
     assert [Path(path).suffix for path in last.exports] == [".glb", ".bvh", ".csv"]
-    assert all(Path(path).parent == Path(avatar).parent for path in last.exports)
+    assert all(Path(path).parent == Path(first.motion).parent for path in last.exports)
+    assert Path(last.exports[0]).stat().st_size > Path(body).stat().st_size  # the download: body and animation
     assert "rendering 45 frames: seconds" in set(last.timings["measure"])
+
+    steps = handlers.generate_steps(str(audio), "async-lcm", seed=3, settings=settings)
+    next(steps)
+    again = next(steps)
+    assert again.player.body == body and again.player.animation != animation  # one body for every result
+    steps.close()
 
 
 def test_warm_up_writes_the_body_standing_still(settings):
@@ -93,10 +120,13 @@ def browser():
         browser.close()
 
 
-def open_page(browser, url, route=None):
+def open_page(browser, url, route=None, requests=None):
+    """A fresh page at `url` once the player shows the body; `requests` (a list) collects the URLs it asks for."""
     context = browser.new_context(viewport={"width": 1400, "height": 1600})
     if route is not None:
         context.route("**/*", route)
+    if requests is not None:
+        context.on("request", lambda request: requests.append(urlparse(request.url).path))
     page = context.new_page()
     page.set_default_timeout(180_000)
     page.goto(url)
@@ -116,6 +146,9 @@ def picture(page) -> bytes:
 def generate(page, wav: Path) -> float:
     """Upload `wav`, press Generate and wait until the player plays; the seconds from the click to the
     first new picture in the 3D view (to within a screenshot's time, about a tenth of a second here)."""
+    clear = page.locator("#speech button[aria-label='Clear']")
+    if clear.count():  # the speech of a Generate before
+        clear.first.click()
     page.locator("#speech input[type=file]").set_input_files(str(wav))
     page.locator(f"#speech a[download][href*='{wav.name}']").wait_for(state="attached")
     before = picture(page)
@@ -184,6 +217,43 @@ def test_the_avatar_moves_with_the_speech_holds_when_paused_and_follows_a_seek(b
     page.evaluate(f"() => document.querySelector('{PLAYER} audio').play()")
     page.wait_for_function(f"() => document.querySelector('{PLAYER}').dataset.state === 'playing'")
     page.wait_for_function("() => document.querySelector('#avatar video') !== null")  # the video, rendered after
+    page.context.close()
+
+
+def outfit_shares(png: bytes) -> dict[str, float]:
+    """The share of a picture's pixels in the shirt's blue, the trousers' dark grey and the skin's tone."""
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    r, g, b = np.asarray(Image.open(BytesIO(png)).convert("RGB")).astype(int).transpose(2, 0, 1)
+    return {"shirt": float(((b > r + 12) & (b > g) & (b > 50)).mean()),
+            "trousers": float(((np.maximum(r, np.maximum(g, b)) < 100) & (b >= r)).mean()),
+            "skin": float(((r > b + 35) & (r > g + 15)).mean())}
+
+
+def test_the_outfit_and_a_second_result_without_the_body_again(browser, app_url, tmp_path, speech_like):
+    requests = []
+    page = open_page(browser, app_url, requests=requests)
+    shares = outfit_shares(picture(page))
+    # the body standing: the video's shirt and trousers cover most of it (naked, the skin tone did)
+    assert shares["shirt"] > 0.03 and shares["trousers"] > 0.02 and shares["skin"] < shares["shirt"], shares
+
+    for seconds in (3.0, 5.0):
+        wav = tmp_path / f"speech-{seconds:g}s.wav"
+        soundfile.write(wav, speech_like(seconds, seed=int(seconds)), 16_000)
+        generate(page, wav)
+        before = picture(page)
+        page.wait_for_function(f"() => Number(document.querySelector('{PLAYER}').dataset.frame) > 15")
+        assert picture(page) != before, "the avatar did not move"
+        state = player_state(page)
+        assert abs(state["duration"] - seconds) < 0.05  # this result's speech
+        assert seek(page, state["duration"])["frame"] == round(seconds * FPS) - 1  # and its animation
+
+    bodies = [path for path in requests if path.endswith(".glb")]
+    animations = [path for path in requests if path.endswith(".animation.bin")]
+    assert len(bodies) == 1 and len(animations) == 2, (bodies, animations)
     page.context.close()
 
 

@@ -6,7 +6,8 @@ Runs under the `bpy` module (bpy 4.5 LTS from PyPI, in its own virtual environme
 the project's runs on numpy 2; `bash tools/setup.sh --dev` makes it). FRAME counts from 0, the first frame
 of the motion. Positions are in metres, in glTF / SMPL-X axes (Y up): Blender's Z-up import is turned back.
 Prints {"glb": {"joints": {name: [[x, y, z] per frame]}, "shape_keys": [names],
-"shape_key_values": {name: [value per frame]}}, "bvh": {"joints": ...}}.
+"shape_key_values": {name: [value per frame]}, "materials": {name: {"base_color": [r, g, b, a]} or
+{"base_color_from": "color attribute"}}}, "bvh": {"joints": ...}}.
 """
 
 import json
@@ -48,7 +49,16 @@ def read_glb(path: str, frames: list[int]) -> dict:
         for key in keys:
             values[key.name].append(key.value)
     return {"first_frame": start, "joints": joint_positions(frames, start),
-            "shape_keys": [key.name for key in keys], "shape_key_values": values}
+            "shape_keys": [key.name for key in keys], "shape_key_values": values,
+            "materials": {material.name: material_colour(material) for material in mesh.data.materials}}
+
+
+def material_colour(material: bpy.types.Material) -> dict:
+    """What gives the material's base colour: its own value, or the mesh's colour attribute (COLOR_0)."""
+    base = next(node for node in material.node_tree.nodes if node.type == "BSDF_PRINCIPLED").inputs["Base Color"]
+    if base.is_linked and base.links[0].from_node.type == "VERTEX_COLOR":
+        return {"base_color_from": "color attribute"}
+    return {"base_color": list(base.default_value)}
 
 
 def read_bvh(path: str, frames: list[int]) -> dict:

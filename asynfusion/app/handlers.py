@@ -35,7 +35,8 @@ from . import texts
 
 EXAMPLES_DIR = ROOT / "assets" / "examples"
 # What the page shows of a Generate result, in order (the columns of cached examples)
-RESULT_LAYOUT = "3D player, video, motion .npz, exports, timings, note"
+RESULT_LAYOUT = "3D player (body, speech, frames, animation), video, motion .npz, exports, timings, note"
+PLAYER_BODY = "avatar-standing.glb"  # in Settings.work_dir: the 3D player's body, the same for every result
 SILENCE_DBFS = -50.0  # the loudest 20 ms of speech is far above this; a muted microphone stays below
 
 Progress = Callable[..., object]  # progress(fraction, desc=text); a gr.Progress fits
@@ -84,14 +85,14 @@ def _sample(settings: Settings, request: Request, features: np.ndarray):
 def warm_up(settings: Settings) -> Path:
     """Run at launch what the first Generate would otherwise wait for (torch's first sampling, loading the
     body and the exporter: seconds on a busy machine), and write the body standing still as .glb, which
-    the page's 3D player loads before any result: its path."""
+    the page's 3D player loads before any result and keeps for every result: its path."""
     from . import exports
 
     pipeline = load_pipeline(settings)
     # on ZeroGPU, sampling runs only inside a request: there the body stands in the T-pose
     motion = None if on_space() else pipeline.generate(Request(np.zeros(SAMPLE_RATE, np.float32)))[0]
-    return exports.standing_body(motion, pipeline.config.expression_space,
-                                 settings.work_dir / "avatar-standing.glb", settings.body)
+    return exports.standing_body(motion, pipeline.config.expression_space, settings.work_dir / PLAYER_BODY,
+                                 settings.body)
 
 
 # ----------------------------------------------------------------------------
@@ -248,10 +249,10 @@ def examples_cache_dir(settings: Settings) -> Path:
 @dataclass
 class GenerateResult:
     video: str | None    # mp4: the avatar with the speech (None while it renders)
-    motion: str          # npz: SMPL-X motion, BEAT2 layout
-    timings: pd.DataFrame
+    motion: str | None   # npz: SMPL-X motion, BEAT2 layout (None while it is made)
+    timings: pd.DataFrame | None
     note: str            # Markdown: what ran, and the checkpoint's provenance
-    player: tuple | None = None  # (avatar .glb, speech .wav, frames) for the page's 3D player
+    player: tuple | None = None  # exports.PlayerFiles: the 3D player's body .glb, speech, frames, animation
     exports: list[str] = field(default_factory=list)  # the motion as .glb, .bvh, .csv (the page's downloads)
 
 
@@ -266,16 +267,12 @@ class CompareResult:
 # ----------------------------------------------------------------------------
 # The two actions
 # ----------------------------------------------------------------------------
-def _speech_and_features(audio_path, settings: Settings, trim: bool, folder: Path, progress: Progress,
-                         description: str) -> tuple[Speech, np.ndarray, float]:
-    """Read and check the speech, then its audio features: (speech, features, feature seconds)."""
-    progress(0.0, desc="reading the audio")
-    speech = read_speech(audio_path, settings, trim, folder)
-    pipeline = load_pipeline(settings)
+def _features(speech: Speech, settings: Settings, progress: Progress, description: str) -> tuple[np.ndarray, float]:
+    """The speech's audio features: (features, seconds)."""
     progress(0.04, desc=description)
     started = time.perf_counter()
-    features = pipeline.features(speech.samples)
-    return speech, features, time.perf_counter() - started
+    features = load_pipeline(settings).features(speech.samples)
+    return features, time.perf_counter() - started
 
 
 def generate(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER, steps_expression: float | None = 0,
@@ -291,18 +288,28 @@ def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER
                    steps_expression: float | None = 0, steps_gesture: float | None = 0, seed: float | None = 0,
                    trim: bool = False, speaker: float | None = 0, settings: Settings | None = None,
                    progress: Progress | None = None, player: bool = True) -> Iterator[GenerateResult]:
-    """`generate` in steps, for the page: with `player`, first a result without the video but with the 3D
-    player's files (the avatar as .glb, also the first export, and the speech as .wav) as soon as the
-    motion is made; then, rendered, the whole result with the .bvh and .csv exports too. Without
-    `player` (the API), only the whole result, without player files or exports."""
+    """`generate` in steps, for the page: with `player`, first the 3D player's body (.glb, the same for every
+    result) and the speech (.wav) alone, for the page to fetch while the motion is made; then, as soon as
+    the motion is made, a result without the video but with the player's animation (the motion alone);
+    then, rendered, the whole result with the .glb, .bvh and .csv exports. Without `player` (the API),
+    only the whole result, without player files or exports."""
     settings = settings or Settings.from_env()
     progress = progress or _no_progress
     check = Request(np.zeros(0, np.float32), sampler, steps_expression, steps_gesture, seed,
                     check_speaker(settings, speaker))  # a bad choice fails before the audio is read
     precision = load_pipeline(settings).precision
     with request_folder(settings) as folder:
-        speech, features, features_seconds = _speech_and_features(audio_path, settings, trim, folder, progress,
-                                                                  "audio features")
+        progress(0.0, desc="reading the audio")
+        speech = read_speech(audio_path, settings, trim, folder)
+        if player:  # the 3D player fetches the speech while the motion is made, to play both as soon as it comes
+            from . import exports
+
+            body_glb = settings.work_dir / PLAYER_BODY
+            if not body_glb.exists():  # warm_up has not run: the T-pose
+                exports.standing_body(None, load_pipeline(settings).config.expression_space, body_glb, settings.body)
+            waiting = exports.PlayerFiles(str(body_glb), exports.player_speech(speech.samples, folder))
+            yield GenerateResult(None, None, None, f"Making the motion with {check.title}…", waiting)
+        features, features_seconds = _features(speech, settings, progress, "audio features")
         request = replace(check, samples=speech.samples)
         progress(0.1, desc=f"sampling with {request.title}")
         motion, report = _sample(settings, request, features)
@@ -316,15 +323,12 @@ def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER
                                      precision)
         files, downloads, export_seconds = None, [], None
         if player:
-            from . import exports
-
             progress(0.25, desc="the 3D avatar")
-            files, export_seconds = exports.player_files(motion, speech.samples, motion_path, settings.body)
-            downloads = [files[0]]
+            files, export_seconds = exports.player_files(motion, motion_path, waiting, settings.body)
             yield GenerateResult(None, str(motion_path), texts.timing_table(report, features_seconds, None, precision,
                                                                             export_seconds),
-                                 f"{said} The video is rendering.\n\n{provenance(settings)}", files, downloads)
-            downloads = [*downloads, *exports.other_formats(motion, motion_path, settings.body)]
+                                 f"{said} The video is rendering.\n\n{provenance(settings)}", files)
+            downloads = exports.other_formats(motion, motion_path, settings.body)
         progress(0.3, desc="rendering")
         video_path = folder / "avatar.mp4"
         render = _render([motion], speech, video_path, [f"{request.title}: {generation:.2f} s"], settings,
@@ -372,8 +376,9 @@ def compare(audio_path: str | Path | None, seed: float | None = 0, trim: bool = 
     progress = progress or _no_progress
     check = Request(np.zeros(0, np.float32), seed=seed, speaker=check_speaker(settings, speaker))
     with request_folder(settings) as folder:
-        speech, features, features_seconds = _speech_and_features(audio_path, settings, trim, folder, progress,
-                                                                  "audio features (shared by every sampler)")
+        progress(0.0, desc="reading the audio")
+        speech = read_speech(audio_path, settings, trim, folder)
+        features, features_seconds = _features(speech, settings, progress, "audio features (shared by every sampler)")
         motions, labels, rows = _compared_motions(speech, features, check.seed, check.speaker, baseline, settings,
                                                   progress)
         progress(0.5, desc="rendering side by side")

@@ -1,4 +1,7 @@
-"""The page's 3D player: the avatar's .glb played on the speech's clock in three.js, as a Gradio gr.HTML.
+"""The page's 3D player: the avatar played on the speech's clock in three.js, as a Gradio gr.HTML.
+
+The body comes as .glb (skinned mesh, face shapes, the outfit's materials), the same file for every
+result, and each result as its animation alone (export/animation.py): the page loads the body once.
 
 Its markup and style are static files (static/player.html, player.css); its script (static/player.js)
 is imported by the page together with the vendored three.js bundle (assets/vendor/three, see its
@@ -17,25 +20,32 @@ from gradio.data_classes import FileData, GradioModel
 
 from ..motion import FPS
 from ..settings import ROOT
+from .exports import PlayerFiles
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 THREE_BUNDLE = ROOT / "assets" / "vendor" / "three" / "three.bundle.min.js"
 
 
 class PlayerValue(GradioModel):
-    avatar: FileData                # .glb: skinned body, face morph targets, one animation
-    speech: FileData | None = None  # what the player plays and follows; None: the body standing still
+    body: FileData                     # .glb: skinned body, face morph targets, materials, its own pose
+    speech: FileData | None = None     # what the player plays and follows; None: the body standing still
     fps: float = FPS
-    frames: int = 0                 # motion frames; 0: from the animation's length
+    frames: int = 0                    # motion frames; 0: from the animation's length
+    animation: FileData | None = None  # the result's animation alone (export/animation.py)
 
 
 def value(files: tuple | None) -> PlayerValue | None:
-    """The player's value from the handlers' (avatar .glb, speech audio or None, motion frames)."""
+    """The player's value from the handlers' exports.PlayerFiles, or a tuple of its first fields (the body
+    .glb, speech or None, frames)."""
     if files is None:
         return None
-    avatar, speech, frames = files
-    return PlayerValue(avatar=FileData(path=str(avatar)), speech=speech and FileData(path=str(speech)),
-                       frames=frames)
+    files = PlayerFiles(*files)
+    return PlayerValue(body=_file_data(files.body), speech=_file_data(files.speech), frames=files.frames,
+                       animation=_file_data(files.animation))
+
+
+def _file_data(path) -> FileData | None:
+    return FileData(path=str(path)) if path else None
 
 
 def _file_url(path: Path) -> str:
@@ -59,7 +69,8 @@ Promise.all([import(new URL(THREE_URL, root).href), import(new URL(PLAYER_URL, r
 
 def component(files: tuple | None = None, **kwargs) -> gr.HTML:
     """The 3D player: orbit, zoom, a face close-up, and the speech's own play/pause/seek controls.
-    `files`: what it shows before any result, e.g. (the body standing still as .glb, None, 0)."""
+    `files`: what it shows before any result, e.g. (the body standing still as .glb, None, 0): the body
+    every result's animation then plays on."""
     gr.set_static_paths([STATIC_DIR, THREE_BUNDLE])
     script = (_BOOT.replace("THREE_URL", repr(_file_url(THREE_BUNDLE)))
               .replace("PLAYER_URL", repr(_file_url(STATIC_DIR / "player.js"))))

@@ -22,6 +22,8 @@ from ..errors import InputError
 from ..motion import JOINT
 from .draws import DrawList
 from .lod import main_view_faces
+from .outfit import cuts as outfit_cuts
+from .outfit import vertex_colors
 from .shaders import FRAGMENT_SHADER, VERTEX_SHADER
 
 TILT_DEGREES = 8.0        # the camera looks slightly down, so the floor shows behind the body
@@ -30,8 +32,6 @@ INSET_FRACTION = 0.40     # face close-up card: this fraction of the tile's side
 BACKGROUND = (0.93, 0.93, 0.92)
 FLOOR_COLOR = (0.78, 0.77, 0.75)
 CARD_COLOR, CARD_BORDER = (0.86, 0.89, 0.92), (0.45, 0.48, 0.52)
-SKIN = (214, 172, 150)
-SCLERA, IRIS, PUPIL = (240, 238, 232), (70, 48, 32), (12, 10, 10)
 
 
 # ----------------------------------------------------------------------------
@@ -113,33 +113,6 @@ def _head_selection(body) -> tuple[np.ndarray, np.ndarray, float, float]:
     if head.sum() < 3 or len(anchor_ids) == 0:  # a body without a usable head: no close-up
         return np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0, 0.0
     return head_ids, anchor_ids, float(chin), float(crown)
-
-
-def _vertex_colors(body) -> np.ndarray:
-    """(V, 3) uint8: the body's own colours (the stand-in's tongue) or skin, with eyes looking forward."""
-    template = body.v_template.detach().numpy()
-    colors = body.vertex_colors.copy() if body.vertex_colors is not None else np.tile(SKIN, (len(template), 1))
-    dominant = body.lbs_weights.detach().numpy().argmax(1)
-    eye_centres = body.J_regressor.detach().numpy() @ template
-    for eye in (JOINT["left_eye"], JOINT["right_eye"]):
-        ids = np.where(dominant == eye)[0]
-        direction = template[ids] - eye_centres[eye]
-        forward = direction[:, 2] / np.maximum(np.linalg.norm(direction, axis=1), 1e-9)  # cosine to +z
-        colors[ids] = np.where(forward[:, None] > 0.97, PUPIL, np.where(forward[:, None] > 0.86, IRIS, SCLERA))
-    return colors.astype(np.uint8)
-
-
-def _outfit_cuts(body) -> np.ndarray:
-    """(V, 4) signed distances (metres) of the rest mesh to the outfit's cuts, in the shader's order."""
-    template = body.v_template.detach().numpy()
-    j = {name: (body.J_regressor.detach().numpy() @ template)[JOINT[name]]
-         for name in ("pelvis", "spine1", "neck", "left_shoulder", "left_elbow", "left_knee", "left_ankle")}
-    sleeve = j["left_shoulder"][0] + 0.45 * (j["left_elbow"][0] - j["left_shoulder"][0])
-    waist = j["pelvis"][1] + 0.5 * (j["spine1"][1] - j["pelvis"][1])
-    neckline = j["neck"][1] - 0.25 * (j["neck"][1] - j["left_shoulder"][1])
-    shoe_top = j["left_ankle"][1] + 0.1 * (j["left_knee"][1] - j["left_ankle"][1])
-    x, y = np.abs(template[:, 0] - j["pelvis"][0]), template[:, 1]
-    return np.stack([neckline - y, y - waist, sleeve - x, y - shoe_top], 1).astype(np.float32)
 
 
 def _submesh_faces(faces: np.ndarray, kept: np.ndarray, num_vertices: int) -> np.ndarray:
@@ -258,9 +231,9 @@ class _Stage:
 
         template = body.v_template.detach().numpy().astype(np.float32)
         faces, cullable = _outward_faces(template, np.asarray(body.faces, np.int64))
-        colors = _vertex_colors(body)
+        colors = vertex_colors(body)
         rgba = np.concatenate([colors / 255.0, np.ones((len(template), 1))], 1).astype(np.float32)
-        cuts = _outfit_cuts(body)
+        cuts = outfit_cuts(body)
         # videos draw the full-body view with the lighter mesh (lod.py); stills, and the close-up, the full one
         main_faces = faces if self.multisample else main_view_faces(
             template, faces, body.lbs_weights.detach().numpy(), colors, self.size / self.tile)

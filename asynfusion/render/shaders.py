@@ -1,11 +1,11 @@
 """The GLSL programs every mesh of the scene is drawn with (pyrender loads them from files: see
 `scene._Stage._write_shaders`, which also fills in the close-up card's size in pixels)."""
 
-# Clothes: straight cuts through the rest (T-pose) mesh placed from its joints, so any SMPL-X-format
-# body gets a short-sleeved shirt, trousers and shoes instead of a bare mesh. Each vertex carries its
-# signed distances to the cuts (texture-coordinate slots); the fragment shader picks the cloth, so
-# the seams are straight lines rather than the vertex staircase per-vertex colours would give.
-SHIRT, TROUSERS, SHOES = (0.36, 0.43, 0.54), (0.23, 0.24, 0.27), (0.16, 0.14, 0.13)
+from .outfit import shader_rule
+
+# Clothes (outfit.py): each body vertex carries its signed distances to the outfit's cuts in the
+# texture-coordinate slots, and the fragment shader picks the cloth per pixel, so the seams are
+# straight lines rather than the vertex staircase per-vertex colours would give.
 
 # Lighting lives in the shader: a soft studio rig (hemisphere ambient, key, fill, rim) in world
 # space. pyrender's own PBR shader costs 5x more per pixel on a software rasteriser (llvmpipe).
@@ -83,9 +83,7 @@ void main() {
     if (!gl_FrontFacing) n = -n;
     vec3 albedo = frag_color.rgb * material.base_color_factor.rgb;
 #ifdef TEXCOORD_1_LOC
-    if (cuts.w < 0.0) albedo = vec3(SHOES_RGB);
-    else if (cuts.y < 0.0) albedo = vec3(TROUSERS_RGB);
-    else if (cuts.x > 0.0 && cuts.z > 0.0) albedo = vec3(SHIRT_RGB);
+    OUTFIT_RULE
 #endif
     float hemisphere = mix(0.42, 0.62, 0.5 + 0.5 * n.y);
     float key = max(dot(n, normalize(vec3(-0.45, 0.65, 0.75))), 0.0) * 0.55;
@@ -104,6 +102,5 @@ void main() {
     color = vec4(material.emissive_factor.r > 0.5 ? albedo : lit, 1.0);  // emissive marks flat props
 }
 """
-for _name, _rgb in (("SHIRT_RGB", SHIRT), ("TROUSERS_RGB", TROUSERS), ("SHOES_RGB", SHOES)):
-    FRAGMENT_SHADER = FRAGMENT_SHADER.replace(_name, ", ".join(f"{c:.3f}" for c in _rgb))
+FRAGMENT_SHADER = FRAGMENT_SHADER.replace("OUTFIT_RULE", shader_rule())
 

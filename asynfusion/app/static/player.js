@@ -1,20 +1,23 @@
-// The page's 3D player: the avatar's .glb (skinned SMPL-X body, face shapes as morph targets, one
-// animation) played on the speech's clock.
+// The page's 3D player: the avatar (skinned SMPL-X body, face shapes as morph targets, the video's outfit)
+// played on the speech's clock.
 //
 // The <audio> element is the master clock: every animation frame poses the body at the motion frame of
 // audio.currentTime, so play, pause, seeking and the browser's own audio latency all move the lips with
 // the sound. The scene is drawn only when that frame or the view changes (a paused player costs nothing
-// and its pixels stay put). The lighting is the video renderer's (asynfusion/render/shaders.py:
-// hemisphere ambient, key, fill and rim in world space, no colour management), on its background and
-// floor, framed as it frames the body.
+// and its pixels stay put). The look is the video renderer's: its outfit and vertex colours (the .glb's
+// materials and COLOR_0, asynfusion/render/outfit.py), its lighting (asynfusion/render/shaders.py:
+// hemisphere ambient, key, fill and rim in world space, a specular glint, no colour management), on its
+// background and floor, framed as it frames the body.
 //
 // mount(THREE, element, props, watch) is called by the gr.HTML component's js_on_load
 // (asynfusion/app/player.py) with the vendored three.js bundle. props.value is null or
-// {avatar: {url}, speech: {url} or null, fps, frames}; without speech it is the body standing still,
-// shown before any result, so that a result only brings an animation: no new mesh, shader or upload
-// to wait for. The player's root element exposes its state for tests and scripts: data-state (empty,
-// loading, playing, paused, failed) and data-frame (the motion frame on screen: floor(currentTime x
-// fps), clamped to the last frame).
+// {body: {url}, speech: {url} or null, fps, frames, animation: {url} or null}. The body is a .glb, the
+// same file for every result: it is loaded once, when the page opens, and kept. Without speech it stands
+// in the .glb's own pose. Generate first sends the speech alone, which the player fetches while the motion
+// is made, then the result's animation alone (asynfusion/export/animation.py: no mesh, shader or upload
+// to wait for), and plays both. The player's root element exposes its state for tests and scripts:
+// data-state (empty, loading, playing, paused, failed) and data-frame (the motion frame on screen:
+// floor(currentTime x fps), clamped to the last frame).
 
 // The renderer's colours (asynfusion/render/scene.py) and lights (shaders.py): direction, strength.
 const BACKGROUND = [0.93, 0.93, 0.92];
@@ -26,6 +29,12 @@ const LIGHTS = [
   { direction: [0.6, 0.2, 0.7], strength: 0.22 },      // fill
   { direction: [0.0, 0.3, -1.0], strength: 0.18 },     // rim
 ];
+// The key light's glint: (n . h)^24 x 0.06, h halfway between the key and the video camera's view (+z)
+const SPECULAR = `
+  vec3 worldNormal = normalize((vec4(normal, 0.0) * viewMatrix).xyz);  // view space -> world
+  vec3 halfVector = normalize(normalize(vec3(${LIGHTS[0].direction.join(", ")})) + vec3(0.0, 0.0, 1.0));
+  outgoingLight += pow(max(dot(worldNormal, halfVector), 0.0), 24.0) * 0.06;
+`;
 // The video frames the band from the hands to above the head, seen slightly from above.
 const VIEW_BOTTOM = 0.30, VIEW_TOP = 1.08, TILT_DEGREES = 8, FIELD_OF_VIEW = 20;
 const FACE_BAND = 0.42;  // metres framed by the close-up, which follows the head
@@ -85,6 +94,7 @@ export function mount(THREE, element, props, watch) {
   controls.addEventListener("change", () => { dirty = true; });
 
   const player = { model: null, mixer: null, action: null, head: null, height: 1.7, fps: 30, frames: 0 };
+  let body = null;  // {url, gltf: a promise of it}: the body's .glb, loaded once
   let dirty = true, shownFrame = -1, closeUp = false, loading = 0;
   const headPosition = new THREE.Vector3();
 
@@ -158,17 +168,44 @@ export function mount(THREE, element, props, watch) {
     }
   }
 
-  function sameBody(gltf) {  // same mesh and face shapes as the body on stage: only the animation is new
-    const shape = (model) => {
-      let found = null;
-      model?.traverse((object) => {
-        if (object.isSkinnedMesh && !found) {
-          found = [object.geometry.attributes.position.count, Object.keys(object.morphTargetDictionary || {}).join()];
+  function bodyFile(url) {  // the body's glTF: loaded once per body file, whatever the results
+    if (body?.url !== url) {
+      const loaded = { url, gltf: new THREE.GLTFLoader().loadAsync(url) };
+      loaded.gltf.catch(() => { if (body === loaded) body = null; });  // a later result tries again
+      body = loaded;
+    }
+    return body.gltf;
+  }
+
+  async function animationFile(url) {  // asynfusion/export/animation.py's layout
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`HTTP ${response.status} for the animation`);
+    const buffer = await response.arrayBuffer();
+    const length = new DataView(buffer).getUint32(0, true);
+    const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, length)));
+    return { header, buffer, offset: 4 + length };
+  }
+
+  function clip({ header, buffer, offset }) {  // the animation as the .glb's own would be, on the body shown
+    const { frames, fps, joints, targets } = header;
+    const take = (count) => {
+      const values = new Float32Array(buffer, offset, count);
+      offset += 4 * count;
+      return values;
+    };
+    const times = Float32Array.from({ length: frames }, (_, frame) => frame / fps);
+    const tracks = joints.map((joint) => new THREE.QuaternionKeyframeTrack(`${joint}.quaternion`, times,
+                                                                           take(frames * 4)));
+    tracks.push(new THREE.VectorKeyframeTrack(`${joints[0]}.position`, times, take(frames * 3)));
+    if (targets) {
+      const weights = take(frames * targets);
+      player.model.traverse((object) => {  // every region of the body has the face shapes
+        if (object.morphTargetInfluences) {
+          tracks.push(new THREE.NumberKeyframeTrack(`${object.uuid}.morphTargetInfluences`, times, weights));
         }
       });
-      return JSON.stringify(found);
-    };
-    return player.model !== null && shape(player.model) === shape(gltf.scene);
+    }
+    return new THREE.AnimationClip("motion", -1, tracks);
   }
 
   function showBody(model) {
@@ -180,9 +217,12 @@ export function mount(THREE, element, props, watch) {
     model.traverse((object) => {
       if (!object.isMesh) return;
       const source = object.material;
-      // Matte Lambert shading, as the renderer's shader: diffuse light only
-      object.material = new THREE.MeshLambertMaterial({ color: source.color, vertexColors: source.vertexColors,
-                                                        map: source.map, side: THREE.DoubleSide });
+      // Matte Lambert shading and the key's glint, as the renderer's shader, on the colours the video
+      // shows: glTF's are linear, the renderer lights sRGB values as they are.
+      object.material = new THREE.MeshLambertMaterial({ color: source.color.clone().convertLinearToSRGB(),
+                                                        vertexColors: source.vertexColors, side: THREE.DoubleSide });
+      object.material.onBeforeCompile = addSpecular;
+      if (source.vertexColors) srgbVertexColors(object.geometry);
       source.dispose();
       object.frustumCulled = false;  // the rest pose's bounds do not follow the animated body
       // the rest mesh itself (geometry.computeBoundingBox would also widen it by every face shape)
@@ -199,6 +239,20 @@ export function mount(THREE, element, props, watch) {
     player.action = null;
     faceButton.disabled = !player.head;
     closeUp ? frameFace() : frameFullBody();
+  }
+
+  function addSpecular(shader) {
+    shader.fragmentShader = shader.fragmentShader.replace("#include <opaque_fragment>",
+                                                          SPECULAR + "#include <opaque_fragment>");
+  }
+
+  function srgbVertexColors(geometry) {
+    const linear = geometry.attributes.color, color = new THREE.Color();
+    const srgb = new Float32Array(linear.count * 3);
+    for (let i = 0; i < linear.count; i++) {
+      color.setRGB(linear.getX(i), linear.getY(i), linear.getZ(i)).convertLinearToSRGB().toArray(srgb, 3 * i);
+    }
+    geometry.setAttribute("color", new THREE.BufferAttribute(srgb, 3));
   }
 
   function disposeModel(model) {
@@ -227,31 +281,38 @@ export function mount(THREE, element, props, watch) {
     const token = ++loading;
     audio.pause();
     stopAnimation();  // until the new one is in: the old clip must not follow the new speech
-    if (!value || !value.avatar) {
+    if (!value || !value.body) {
       setState("empty", "Press Generate: the avatar plays here in 3D, on the speech's clock.");
       return;
     }
-    setState("loading", "Loading the 3D avatar…");
     if (value.speech) {
       audio.muted = false;
-      audio.src = value.speech.url;  // fetched while the avatar loads
+      const url = new URL(value.speech.url, document.baseURI).href;
+      if (audio.src !== url) audio.src = url;  // fetched now; already in when it came before the animation
     } else {
       audio.removeAttribute("src");
     }
-    let gltf;
+    if (value.speech && !value.animation) {  // the motion is being made: the body waits in its pose
+      bodyFile(value.body.url).catch(() => {});  // (the body on stage already, unless it is a new one)
+      setState("loading", "Making the motion…");
+      return;
+    }
+    setState("loading", "Loading the 3D avatar…");
+    let motion;
     try {
-      gltf = await new THREE.GLTFLoader().loadAsync(value.avatar.url);
+      const gltf = bodyFile(value.body.url);
+      const animation = value.animation ? animationFile(value.animation.url) : null;  // alongside the body
+      animation?.catch(() => {});  // reported below, once the body is in
+      const model = (await gltf).scene;
+      if (token !== loading) return;  // a newer result came meanwhile
+      if (player.model !== model) showBody(model);
+      motion = animation ? clip(await animation) : (await gltf).animations[0];
     } catch (error) {
       if (token === loading) setState("failed", `The 3D avatar did not load (${error.message || error}).`);
       return;
     }
-    if (token !== loading) return;  // a newer result came meanwhile
-    if (sameBody(gltf)) {
-      disposeModel(gltf.scene);  // never drawn: its buffers never reached the GPU
-    } else {
-      showBody(gltf.scene);
-    }
-    animate(gltf.animations[0], value);
+    if (token !== loading) return;
+    animate(motion, value);
     if (!value.speech) {  // the body standing still, before any result: ready, and drawn
       setState("empty", "Press Generate: the avatar plays here in 3D, on the speech's clock.");
       return;
