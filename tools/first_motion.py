@@ -8,8 +8,8 @@ One run is a new visitor: a fresh page, the player showing the body standing, th
 Generate. Timed in the page's own clock, from the click event to the first moment the player plays the
 new result past frame 0 (its data-state "playing" and data-frame > 0, after it said "loading"). Also
 printed per run: when the page asked for the result's first player file (the result had arrived) and
-when that file was in (both from the click). Each run then waits for the rendered video, so the next
-run's Generate does not queue behind it. Headless Chromium with software WebGL (SwiftShader), as
+when that file was in (both from the click). Each run then waits for the rendered video and 3 s more,
+so the next run's Generate does not queue behind it. Headless Chromium with software WebGL (SwiftShader), as
 tests/test_player.py drives it. Several URLs (e.g. the app before and after a change, started side by
 side) are measured in turn, run by run, so both see the same load on the machine.
 """
@@ -110,7 +110,9 @@ def one_run(browser, url: str, speech: Path) -> dict:
         page.get_by_role("button", name="Generate").click()
         times = page.evaluate("() => window.firstMotion")
         # the app works on one request at a time: the next run's Generate must not wait for this one's video
+        # or the tidying up after it
         page.locator("#avatar video").wait_for(state="attached")
+        page.wait_for_timeout(3000)
         return {key: (round(value / 1000, 3) if isinstance(value, (int, float)) else value)
                 for key, value in times.items()}
     finally:

@@ -106,8 +106,13 @@ class DressedMesh:
 
     def extend(self, quantity: np.ndarray) -> np.ndarray:
         """(V, ...) a per-vertex quantity of the body -> (V + N, ...) of the cut mesh."""
-        flat = quantity.reshape(len(quantity), -1)
-        return np.concatenate([flat, self.seams @ flat]).reshape(-1, *quantity.shape[1:])
+        return on_seams(self.seams, quantity)
+
+
+def on_seams(seams, quantity: np.ndarray) -> np.ndarray:
+    """(V, ...) a per-vertex quantity of the body -> (V + N, ...): its own rows, then the seams' vertices'."""
+    flat = quantity.reshape(len(quantity), -1)
+    return np.concatenate([flat, seams @ flat]).reshape(-1, *quantity.shape[1:])
 
 
 @functools.lru_cache(maxsize=4)
@@ -115,21 +120,17 @@ def _cut(body) -> tuple:
     """(faces, seams, regions, colours) of `body` (one of render.body's cached modules) cut along the seams."""
     values = outfit.cuts(body)  # from the body's own template, as the renderer's
     faces, seams = outfit.cut_along_seams(np.asarray(body.faces, np.int64), values)
-    colors = outfit.vertex_colors(body)
-    colors = np.concatenate([colors, np.rint(seams @ colors.astype(np.float64)).astype(np.uint8)])
-    regions = outfit.face_regions(faces, np.concatenate([values, seams @ values]))
-    return faces, seams, regions, colors
+    colors = np.rint(on_seams(seams, outfit.vertex_colors(body).astype(np.float64))).astype(np.uint8)
+    return faces, seams, outfit.face_regions(faces, on_seams(seams, values)), colors
 
 
 def dress(rig: Rig) -> DressedMesh:
     """The rig's mesh cut along the outfit's seams, where the renderer's shader draws them."""
     faces, seams, regions, colors = _cut(rig.body)
-    dressed = DressedMesh(rig.template, rest_normals(rig), rig.weights, colors, faces, regions, seams)
-    normals = dressed.extend(dressed.normals)
-    dressed.normals = (normals / np.linalg.norm(normals, axis=1, keepdims=True)).astype(np.float32)
-    dressed.template = dressed.extend(rig.template).astype(np.float32)
-    dressed.weights = dressed.extend(rig.weights)
-    return dressed
+    normals = on_seams(seams, rest_normals(rig))
+    return DressedMesh(template=on_seams(seams, rig.template).astype(np.float32),
+                       normals=(normals / np.linalg.norm(normals, axis=1, keepdims=True)).astype(np.float32),
+                       weights=on_seams(seams, rig.weights), colors=colors, faces=faces, regions=regions, seams=seams)
 
 
 def mesh_attributes(buffer: Buffer, dressed: DressedMesh) -> dict:
