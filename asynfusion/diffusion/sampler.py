@@ -124,17 +124,15 @@ def sample(
     """Generate normalized motion features for a batch of windows with one sampler of the registry
     (its SamplerSpec, or its name).
 
-    audio: (B, N, audio_dim) normalized audio features.
-    steps: steps per branch (default: the sampler's own); checked by SamplerSpec.steps.
+    audio: (B, N, audio_dim) normalized audio features. steps: per branch (default: the sampler's own).
     draw_noise(branch, k): the noise for step k of a branch (k = 0 is the starting x_T), shape
         (B, N, D_branch); by default drawn from `generator`. The pipeline passes noise shared by
         overlapping windows so they start alike.
-    count_flops: fill the GFLOPs fields of the stats (counted once per model and window length, then
-        cached; the first count costs about a second, so a one-shot command line run skips it).
+    count_flops: fill the GFLOPs fields (counted once per model and window length, then cached; the
+        first count costs about a second, so a one-shot command line run skips it).
     guidance: classifier-free guidance (guidance.py), per branch in a timestep interval; a number guides
         both branches at every step. A guided tick evaluates each window twice (two NFE).
-    known: frames already fixed, per branch (B, N, D_branch + 1) from model.known_frames, for a model
-        with continuation (model.py): every evaluation reads them, so the window continues them.
+    known: per branch (B, N, D_branch + 1), model.known_frames: frames the window continues (continuation).
     Returns ({"expression": (B, N, D_E), "gesture": (B, N, D_G)}, SampleStats).
     """
     spec = get_sampler(spec) if isinstance(spec, str) else spec
