@@ -186,13 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="longest audio accepted (default 60, or ASYNFUSION_MAX_SECONDS)")
         precision_option(p, "sampling")
 
+    def sampling_options(p):
+        p.add_argument("--sampler", choices=list(SAMPLERS), default=DEFAULT_SAMPLER)
+        p.add_argument("--steps-expression", type=int, default=None)
+        p.add_argument("--steps-gesture", type=int, default=None)
+        p.add_argument("--seed", type=int, default=0)
+
     p = commands.add_parser("generate", help="speech file -> motion .npz (and optionally an mp4)")
     p.add_argument("audio")
     p.add_argument("-o", "--output", required=True, help="motion .npz to write (BEAT2 layout)")
-    p.add_argument("--sampler", choices=list(SAMPLERS), default=DEFAULT_SAMPLER)
-    p.add_argument("--steps-expression", type=int, default=None)
-    p.add_argument("--steps-gesture", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    sampling_options(p)
     p.add_argument("--video", default=None, help="also render an mp4 with the speech")
     p.add_argument("--body", default=None, help="SMPL-X model .npz (default: ASYNFUSION_BODY or the free stand-in)")
     p.add_argument("--size", type=int, default=Settings.render_size)
@@ -202,10 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("stream", help="feed a speech file through the live path in real time; latency")
     p.add_argument("audio")
     p.add_argument("-o", "--output", required=True, help="motion .npz to write (the whole take)")
-    p.add_argument("--sampler", choices=list(SAMPLERS), default=DEFAULT_SAMPLER)
-    p.add_argument("--steps-expression", type=int, default=None)
-    p.add_argument("--steps-gesture", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    sampling_options(p)
     p.add_argument("--chunk", type=float, default=0.5, help="seconds of new motion made at a time")
     p.add_argument("--lookahead", type=float, default=0.2,
                    help="seconds of speech heard after a frame before it is sent")

@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import soundfile
+from app_screenshot import default_speech  # the same 10 s of speech (tools/ is on the path)
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,14 +59,6 @@ WATCH = """(player) => {
     observer.observe(root, { attributes: true, attributeFilter: ["data-state", "data-frame"] });
   });
 }"""
-
-
-def default_speech(folder: Path) -> Path:
-    examples = sorted((ROOT / "assets" / "examples").glob("*.wav"))[:2]
-    samples = np.concatenate([soundfile.read(path, dtype="float32")[0] for path in examples])
-    path = folder / "speech_10s.wav"
-    soundfile.write(path, samples, 16_000)
-    return path
 
 
 @contextlib.contextmanager
