@@ -4,9 +4,10 @@ The microphone's audio is fed to a LiveSession as it arrives. Whenever `chunk_s`
 made, the session samples one window that ends at the newest audio and keeps the last `lookahead_s` of
 it back: every frame it sends was made with that much of the speech after it heard (the mouth opens
 before a stressed syllable; a stroke anticipates it). The window *continues* the motion already sent:
-the frames already shown are given to the network as known frames (model.py, `continuation`), so the
-new frames join the old ones without a seam. A frame's latency is the chunk it waits for, plus the
-lookahead, plus the sampling time.
+the frames already shown are given to the network as known frames (model.py, `continuation`) and kept
+as they are at every step (sampler.step_velocity), and the first new frames fade in from the previous
+window's own version of them (its lookahead), so the new frames join the old ones without a seam.
+A frame's latency is the chunk it waits for, plus the lookahead, plus the sampling time.
 
     window:      |-- known (shown) --|-- new, sent now --|-- lookahead --|
                  S                emitted                E               A (newest audio)
@@ -64,6 +65,7 @@ class LiveSession:
         self.features = {b: np.zeros((0, d), np.float32) for b, d in
                          (("expression", pipeline.config.expression_dim), ("gesture", pipeline.config.gesture_dim))}
         self.windows = 0
+        self.ahead = {b: f[:0] for b, f in self.features.items()}  # the last window's frames past those it sent
         self.seconds_sampling = 0.0
         self.threads = pipeline.threads or sampling_threads()
 
@@ -127,7 +129,13 @@ class LiveSession:
         self.windows += 1
         for b in BRANCHES:
             new = x[b][0, prefix:new_end - start].float().cpu().numpy()
+            # the last window already made these frames as its lookahead, continuing what it sent: fade from
+            # its version to this one, so the join is as smooth inside a window as across
+            ahead = self.ahead[b][:len(new)]
+            fade = ((np.arange(len(ahead)) + 1) / (len(ahead) + 1))[:, None]
+            new[:len(ahead)] = (1 - fade) * ahead + fade * new[:len(ahead)]
             self.features[b] = np.concatenate([self.features[b], new])
+            self.ahead[b] = x[b][0, new_end - start:].float().cpu().numpy()
 
     def _audio_features(self, start: int, end: int) -> torch.Tensor:
         """(1, end - start, A) normalized audio features of frames [start, end), with some audio before."""

@@ -106,3 +106,27 @@ def test_the_stream_command_writes_the_take_and_reports_json(tmp_path, write_tin
                           "--checkpoint", str(checkpoint), "--chunk", "5"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "chunk" in bad.stderr
     assert not (tmp_path / "no.npz").exists()
+
+
+def test_known_frames_come_out_as_they_went_in_and_the_rest_is_sampled(pipeline):
+    import torch
+
+    from asynfusion.diffusion.sampler import sample
+    from asynfusion.model import known_frames
+
+    model = pipeline.checkpoint.models["diffusion"]
+    config = model.config
+    generator = torch.Generator().manual_seed(0)
+    audio = torch.randn(2, 32, config.audio_dim, generator=generator)
+    values = {"expression": torch.randn(2, 32, config.expression_dim, generator=generator),
+              "gesture": torch.randn(2, 32, config.gesture_dim, generator=generator)}
+    mask = torch.zeros(2, 32, dtype=torch.bool)
+    mask[:, :12] = True
+    known = {b: known_frames(v, mask) for b, v in values.items()}
+    for sampler in ("ddim", "async-lcm"):
+        out, _ = sample(model, audio, sampler, generator=torch.Generator().manual_seed(1), count_flops=False,
+                        known=known)
+        free, _ = sample(model, audio, sampler, generator=torch.Generator().manual_seed(1), count_flops=False)
+        for b in values:
+            torch.testing.assert_close(out[b][:, :12], values[b][:, :12], atol=1e-4, rtol=1e-4)
+            assert not torch.allclose(out[b][:, 12:], free[b][:, 12:])  # the rest is made to follow them

@@ -59,6 +59,19 @@ def tick_plan(steps_expression: int, steps_gesture: int) -> list[tuple[str, ...]
     return [tuple(b for b in BRANCHES if b in tick) for tick in active]
 
 
+def step_velocity(schedule: NoiseSchedule, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                  prediction: str, known: torch.Tensor | None = None) -> torch.Tensor:
+    """The v a branch steps with: its raw output's, except on the frames `known` (B, N, D + 1, from
+    model.known_frames) marks as fixed, where it is the v that predicts their known values. So the step
+    lands on the known motion whatever the network made of it (inpainting), and the other frames are
+    made from a trajectory that carries it."""
+    v = schedule.velocity_from(output, x_t, t, prediction)
+    if known is None:
+        return v
+    fixed = known[..., -1:] > 0.5                                                   # (B, N, 1)
+    return torch.where(fixed, schedule.velocity_from(known[..., :-1], x_t, t, "x0"), v)
+
+
 def branch_timesteps(rule: str, branch: str, steps: int, num_train_timesteps: int) -> list[int]:
     """A branch's descending grid under a step rule (registry.RULES)."""
     if rule == "lcm":
@@ -170,7 +183,7 @@ def sample(
             for b in active:
                 step_start = time.perf_counter()
                 t_now, t_prev = timesteps[b][done[b]], previous[b][done[b]]
-                v = schedule.velocity_from(output[b], x[b], t[b], config.prediction)
+                v = step_velocity(schedule, output[b], x[b], t[b], config.prediction, known and known.get(b))
                 if spec.rule == "lcm":
                     noise = draw_noise(b, done[b] + 1).to(device) if t_prev >= 0 else None
                     x[b], _ = lcm_step(schedule, v, t_now, t_prev, x[b], noise)
