@@ -25,6 +25,7 @@ import torch
 
 from .audio import SAMPLE_RATE, audio_features
 from .config import BRANCHES
+from .diffusion.registry import DEFAULT_SAMPLER
 from .diffusion.sampler import sample
 from .errors import InputError
 from .model import known_frames
@@ -46,7 +47,7 @@ def frame_sample(frame: int) -> int:
 class LiveSession:
     """Motion for speech that arrives piece by piece; `feed` returns the frames that became ready."""
 
-    def __init__(self, pipeline: Pipeline, sampler: str = "async-lcm", steps_expression: int | None = None,
+    def __init__(self, pipeline: Pipeline, sampler: str = DEFAULT_SAMPLER, steps_expression: int | None = None,
                  steps_gesture: int | None = None, seed: int = 0, chunk_s: float = 0.5, lookahead_s: float = 0.2):
         self.request = Request(np.zeros(0, np.float32), sampler, steps_expression, steps_gesture, seed)
         self.pipeline = pipeline
