@@ -31,7 +31,7 @@ from ..model import FeatureBuffer
 from ..precision import bf16_by_default
 from ..seeding import DISTILL_BATCH, generator_for
 from .loop import distributed, learning_rate, load_training_data, optimize, progress_bar, resume, save_state
-from .train import known_prefix, prefix_mask
+from .train import random_known
 
 
 @dataclass
@@ -113,8 +113,7 @@ def distill(config: DistillConfig) -> Path:
             t[b], s[b] = pairs[b][0][n], pairs[b][1][n]
             x_t[b] = schedule.add_noise(x0[b], torch.randn(x0[b].shape, generator=generator), t[b])
         # a continuing model learns to continue in few steps too: the same known prefixes as in training
-        known = known_prefix(x0, prefix_mask(config.batch_size, model_config.window_frames, config.prefix_fraction,
-                                             config.max_prefix, generator)) if model_config.continuation else None
+        known = random_known(x0, model_config, config.prefix_fraction, config.max_prefix, generator)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             # 1. the teacher's DDIM step t -> s (the ODE solver), both branches at their own t
             v_teacher = velocities(guided_teacher(teacher, x_t, t, audio, speaker, guidance, known), x_t, t)

@@ -31,7 +31,7 @@ from ..precision import bf16_by_default
 from ..seeding import FOLD_BATCH, generator_for
 from .distill import guided_teacher
 from .loop import learning_rate, load_state, load_training_data, optimize, progress_bar, resume, save_state
-from .train import known_prefix, prefix_mask
+from .train import random_known
 
 
 @dataclass
@@ -80,8 +80,7 @@ def fold_guidance(config: FoldConfig) -> Path:
         x0, audio, speaker = data.batch(index)
         t = {b: grids[b][torch.randint(0, len(grids[b]), (config.batch_size,), generator=generator)] for b in BRANCHES}
         x_t = {b: schedule.add_noise(x0[b], torch.randn(x0[b].shape, generator=generator), t[b]) for b in BRANCHES}
-        known = known_prefix(x0, prefix_mask(config.batch_size, model_config.window_frames, config.prefix_fraction,
-                                             config.max_prefix, generator)) if model_config.continuation else None
+        known = random_known(x0, model_config, config.prefix_fraction, config.max_prefix, generator)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             goal = guided_teacher(guided, x_t, t, audio, speaker, guidance, known)   # two evaluations
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):

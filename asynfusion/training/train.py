@@ -79,8 +79,14 @@ def prefix_mask(batch: int, window: int, fraction: float, max_prefix: int,
     return (torch.arange(window) < (length * shown).unsqueeze(1))             # (B, W)
 
 
-def known_prefix(x0: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Each branch's known-frames input (model.known_frames) for the same (B, W) mask."""
+def random_known(x0: dict[str, torch.Tensor], model_config: ModelConfig, fraction: float, max_prefix: int,
+                 generator: torch.Generator) -> dict[str, torch.Tensor] | None:
+    """Each branch's known-frames input (model.known_frames) for one random `prefix_mask` shared by both
+    branches; None for a model without continuation. Training, distillation and folding all use it."""
+    if not model_config.continuation:
+        return None
+    batch, window = x0["gesture"].shape[:2]
+    mask = prefix_mask(batch, window, fraction, max_prefix, generator)
     return {b: known_frames(x0[b], mask) for b in BRANCHES}
 
 
@@ -192,8 +198,7 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         noise = {b: torch.randn(x0[b].shape, generator=generator) for b in BRANCHES}
         keep_audio = torch.rand(config.batch_size, generator=generator) >= config.audio_dropout \
             if config.audio_dropout else None
-        known = known_prefix(x0, prefix_mask(config.batch_size, config.window, config.prefix_fraction,
-                                             config.max_prefix, generator)) if model_config.continuation else None
+        known = random_known(x0, model_config, config.prefix_fraction, config.max_prefix, generator)
         loss, log = diffusion_loss(network, schedule, x0, audio, speaker, t, noise, config.bf16, config.snr_gamma,
                                    model_config.prediction, weights, keep_audio, known)
         optimize(loss, model, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
