@@ -86,14 +86,14 @@ class LiveTake:
     def __init__(self, takes: "LiveTakes", session, folder: Path):
         self.id = secrets.token_hex(8)
         self.takes, self.session, self.folder = takes, session, folder
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()    # audio arrays, then "stop" or "abandon"
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()    # (audio, arrival time), then "stop" or "abandon"
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()   # encoded messages, then None (the end)
         self.last_audio = time.monotonic()
         self.next_seq = 0
         self.received = 0    # samples taken in
         self.ended = threading.Event()
         self.result: dict | None = None    # the saved take's files and figures (the end message's)
-        self.fed_at: list[tuple[int, float]] = []   # (samples fed so far, wall time) after each feed
+        self.fed_at: list[tuple[int, float]] = []   # (samples so far, wall time they arrived), a row a piece
         self.ready_at: list[tuple[int, int, float]] = []  # (first frame, end frame, wall time ready)
         self.thread = threading.Thread(target=self._run, name=f"live-{self.id}", daemon=True)
 
@@ -107,7 +107,7 @@ class LiveTake:
         self.next_seq += 1
         self.received += len(samples)
         self.last_audio = time.monotonic()
-        self.inbox.put(samples)
+        self.inbox.put((samples, time.perf_counter()))
 
     def stop(self) -> None:
         self.inbox.put("stop")
@@ -163,8 +163,11 @@ class LiveTake:
                 while not isinstance(pending := self.inbox.get_nowait(), str):
                     pieces.append(pending)
                 self.inbox.put(pending)   # "stop" or "abandon": seen on the next turn, after this audio
-            samples = np.concatenate(pieces)[:cap - len(self.session.audio)]
-            self.fed_at.append((len(self.session.audio) + len(samples), time.perf_counter()))
+            count = len(self.session.audio)
+            for samples, arrived in pieces:   # latency counts from the audio's arrival, not from its feed
+                count += len(samples)
+                self.fed_at.append((count, arrived))
+            samples = np.concatenate([samples for samples, _ in pieces])[:cap - len(self.session.audio)]
             self._send_frames(self.session.feed(samples))
             if len(self.session.audio) >= cap:
                 return "cap"
@@ -184,7 +187,7 @@ class LiveTake:
         self.outbox.put(encode_message(header, blob[4 + length:]))
 
     def latencies(self) -> np.ndarray:
-        """Each sent frame's latency on the server: ready, less when the audio at its instant was fed."""
+        """Each sent frame's latency on the server: ready, less when the audio at its instant arrived."""
         fed_samples = np.array([count for count, _ in self.fed_at])
         fed_times = np.array([when for _, when in self.fed_at])
         values = []
