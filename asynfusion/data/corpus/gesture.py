@@ -10,6 +10,11 @@ place in gesture space, stroke direction and hand shape. The torso turns towards
 hand and shifts its weight now and then, the head turns and tilts with the phrases and nods on
 strokes. Rest is with the hands in front of the body, elbows bent, as people stand when they talk.
 
+Corpus v4 also times the body against the voice as BEAT2 speakers move: holds through the stressed
+vowel, a clock that runs a little slower while the voice is louder (the upper body moves ~10 % less
+in the louder half of the frames), and stillness in settled pauses, with preparation and retraction
+inside the 0.3 s around the speech.
+
 Poses are written for the left arm; the right arm mirrors them with (x, y, z) -> (x, -y, -z).
 Axis conventions are documented in corpus/animate.py.
 """
@@ -17,19 +22,38 @@ Axis conventions are documented in corpus/animate.py.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import binary_dilation, gaussian_filter1d
 
 from ...motion import FPS, JOINT
-from .cues import SpeechCues, fill_gaps, minimum_jerk, pick_beats, pulses, runs, slow_noise
+from .cues import (
+    PAUSE_MARGIN,
+    SpeechCues,
+    fill_gaps,
+    minimum_jerk,
+    pause_and_speech_frames,
+    pick_beats,
+    pulses,
+    runs,
+    slow_noise,
+)
 
-STROKE_GAIN = 1.8
+STROKE_GAIN = 1.6
+DRIFT_GAIN = 1.2  # the held arm's idle sway ...
+DRIFT_GATE = 0.5  # ... half of it only while speaking; none in a settled pause
+PACE = 0.1          # the body's clock: slower over louder syllables, faster between (on_speech_clock)
+PACE_WINDOW = 15.0  # frames: the local mean loudness the pace follows
+STILLNESS = 0.85    # how still the body gets in a settled pause (1: a statue; still_in_pauses)
 MAX_STROKE = 2.4   # the fastest strokes move the elbow at ~8 rad/s, as fast beats do
 TORSO_GAIN = 3.0
 MIRROR = np.array([1.0, -1.0, -1.0])  # left-arm rotation -> the same motion of the right arm
 # Gestures anticipate speech: the stroke's apex comes just before the stressed syllable and the hands
 # rise in the pause before a phrase (Morrel-Samuels & Krauss 1992; Loehr 2004). In BEAT2 captures the
 # upper body moves most about 0.5 s before the loudest speech, so the loudest frames are not the fastest.
-ANTICIPATION = (4.0, 10.0)  # frames
+ANTICIPATION = (6.0, 12.0)  # frames
+# ... and the hands hold through the loud vowel: in BEAT2 the upper body moves ~10 % slower in the louder
+# half of the frames than in the quieter half, and fastest around pauses (preparing, retracting).
+HOLD_PAST_SYLLABLE = (6.0, 10.0)  # frames the stroke's hold lasts past its syllable
+NOD_LEAD = (6.0, 12.0)           # frames a nod or lean peaks before its syllable
 HEAD_GAIN = 0.55   # head turns, tilts and nods: real speakers' head rotation std is 2.5-3 degrees
 FINGERS = ("index", "middle", "pinky", "ring", "thumb")
 # The relaxed hand, flexion of each finger's three joints (rad): a speaker's hands are neither flat nor
@@ -69,6 +93,7 @@ class Phrase:
     arms: dict[int, float]  # arm index (0 left, 1 right) -> its share of the amplitude
     place: np.ndarray      # (14,) offset from rest where the phrase happens
     direction: np.ndarray  # (14,) the stroke's movement
+    onset: float = -np.inf  # where the speech run it opens begins (-inf: it continues a run)
 
 
 def energy_of(mood: float) -> float:
@@ -89,11 +114,14 @@ def plan_phrases(rng, cues: SpeechCues, mood: float) -> list[Phrase]:
         if not beats:  # a short run still gets a small gesture on its loudest syllable
             beats = [int(cues.syllables[inside][np.argmax(cues.stress[inside])])] if inside.any() else []
         group: list[int] = []
+        opens = True
         for k, beat in enumerate(beats):
             group.append(beat)
             last = k + 1 == len(beats)
             if last or len(group) >= rng.integers(1, 5) or beats[k + 1] - beat > 1.3 * FPS:
                 phrases.append(_draw_phrase(rng, cues, group, energy, mood))
+                if opens:
+                    phrases[-1].onset, opens = float(start), False
                 group = []
     return phrases
 
@@ -143,26 +171,28 @@ def arm_keys(rng, phrases: list[Phrase], arm: int, home: np.ndarray, num_frames:
         stroke_frames = rng.uniform(5.0, 8.0)  # a stroke takes 0.17-0.27 s
         ahead = rng.uniform(ANTICIPATION[0], ANTICIPATION[1])  # ... and lands this many frames before its syllable
         first = phrase.strokes[0] - ahead - stroke_frames
-        prep = rng.uniform(10.0, 18.0)
+        # the hands rise as the speech begins, not while the pause before it is still settled
+        prep = min(rng.uniform(10.0, 18.0), max(first - phrase.onset + PAUSE_MARGIN - 1, 6.0))
         last_frame = keys[-1][0]
         if first - prep > last_frame + 1:
             keys.append((first - prep, keys[-1][1]))  # hold where it was until the preparation starts
         elif len(keys) == 1:  # no time to prepare as the clip begins: the hands are already up
             keys[0] = (0.0, place)
-        for n, (stroke, amplitude) in enumerate(zip(phrase.strokes, phrase.amplitudes)):
+        for n, (syllable, amplitude) in enumerate(zip(phrase.strokes, phrase.amplitudes)):
             swing = share * amplitude * phrase.direction * rng.uniform(0.8, 1.2)
-            stroke = stroke - ahead
+            stroke = syllable - ahead
             if n and stroke - keys[-1][0] < stroke_frames + 4:  # the last stroke's hold is cut short by this one
                 keys.pop()
             start = max(stroke - stroke_frames, keys[-1][0] + (5 if n else 8))  # a phrase's first move prepares
             landing = max(stroke, start + 5)
             keys.append((start, place - 0.5 * swing))
             keys.append((landing, place + 0.5 * swing))                     # its apex, just before the syllable
-            keys.append((landing + rng.uniform(4, 9), place + 0.3 * swing))              # a short hold
+            hold = max(landing + rng.uniform(4, 9), syllable + rng.uniform(*HOLD_PAST_SYLLABLE))
+            keys.append((hold, place + 0.3 * swing))                  # held through the syllable's vowel
         gap = (mine[k + 1].strokes[0] - keys[-1][0]) if k + 1 < len(mine) else np.inf
         if gap > (1.4 - 0.5 * mood) * FPS:  # retract: all the way to rest, or part way when excited
             rest = home + (place - home) * rng.uniform(0.0, 0.35 * mood) + 0.03 * rng.standard_normal(14)
-            keys.append((keys[-1][0] + rng.uniform(10, 18), rest))
+            keys.append((keys[-1][0] + rng.uniform(8, 12), rest))  # settled within ~0.3 s of the pause
     return [(min(f, num_frames - 1.0), v) for f, v in keys]
 
 
@@ -176,15 +206,49 @@ def animate_body(rng, cues: SpeechCues, mood: float, joints: np.ndarray) -> None
     strokes = np.zeros(num_frames)
     for arm, side in enumerate(("left", "right")):
         pose = minimum_jerk(num_frames, arm_keys(rng, phrases, arm, home, num_frames, mood))   # (T, 14)
-        drift = np.stack([slow_noise(rng, num_frames, 10, 0.08) for _ in range(14)], -1) * speaking[:, None]
+        drift = np.stack([slow_noise(rng, num_frames, 10, 0.08 * DRIFT_GAIN) for _ in range(14)], -1) \
+            * (1 - DRIFT_GATE + DRIFT_GATE * speaking[:, None])
         pose = pose + energy * drift * np.abs(np.sign(HOME))  # idle sway of the held arm, none on zero slots
         mirror = MIRROR if arm else np.ones(3)
         for part in ("collar", "shoulder", "elbow", "wrist"):
             joints[:, JOINT[f"{side}_{part}"]] = pose[:, ARM_PARTS[part]] * mirror
         _fingers(rng, joints, side, pose[:, 12], pose[:, 13], mirror, energy)
     for phrase in phrases:
-        strokes += pulses(num_frames, phrase.strokes, phrase.amplitudes, 5.0, 8.0)
+        lead = rng.uniform(*NOD_LEAD, len(phrase.strokes))
+        strokes += pulses(num_frames, np.asarray(phrase.strokes) - lead, phrase.amplitudes, 5.0, 8.0)
     _animate_torso_and_head(rng, cues, mood, phrases, strokes, joints)
+    joints[:] = still_in_pauses(on_speech_clock(joints, cues.loudness), cues.loudness)
+
+
+def still_in_pauses(joints: np.ndarray, loudness: np.ndarray) -> np.ndarray:
+    """The body comes (almost) to rest in each settled pause (cues.pause_and_speech_frames): over the
+    pause's margins the pose eases to the one it has on average in the pause, and out again before the
+    speech resumes, so preparations and retractions happen within ~0.3 s of the speech."""
+    settled = pause_and_speech_frames(loudness)[0]
+    target = joints.copy()
+    for start, end in runs(settled):
+        target[max(0, start - 8):end + 8] = joints[start:end].mean(0)
+    weight = STILLNESS * gaussian_filter1d(binary_dilation(settled, iterations=3).astype(float), 1.5)
+    return joints + (target - joints) * weight.reshape(-1, *[1] * (joints.ndim - 1))
+
+
+def on_speech_clock(joints: np.ndarray, loudness: np.ndarray) -> np.ndarray:
+    """The body's motion replayed a little slower over the louder syllables and faster between them.
+
+    Speakers hold still on the loud vowel they stress and move in the quieter moments around it: in
+    BEAT2 captures the upper body moves ~10 % slower in the louder half of the frames than in the
+    quieter half. The clock's rate follows the loudness's deviation from its local (0.5 s) mean, so
+    the warp never drifts far: strokes stay on their syllables within a couple of frames.
+    """
+    if PACE == 0 or len(loudness) < 3:
+        return joints
+    local = loudness - gaussian_filter1d(loudness, PACE_WINDOW)
+    rate = np.clip(1.0 - PACE * local / (np.abs(local).mean() + 1e-6), 0.3, 2.0)
+    clock = np.concatenate([[0.0], np.cumsum(rate[:-1])])
+    clock *= (len(loudness) - 1) / clock[-1]
+    flat = joints.reshape(len(joints), -1)
+    warped = np.stack([np.interp(clock, np.arange(len(joints)), column) for column in flat.T], -1)
+    return warped.reshape(joints.shape)
 
 
 def _fingers(rng, joints, side: str, curl: np.ndarray, index: np.ndarray, mirror: np.ndarray, energy: float) -> None:
@@ -231,7 +295,8 @@ def _animate_torso_and_head(rng, cues: SpeechCues, mood: float, phrases: list[Ph
 
     # Head: looks about with the phrases, nods on strokes and stressed syllables, never quite still.
     keep = (cues.stress > 0.5) & (rng.random(len(cues.stress)) < 0.25 + 0.4 * mood)
-    nods = pulses(num_frames, cues.syllables[keep], (0.04 + 0.06 * mood) * rng.uniform(0.6, 1.3, keep.sum()), 4, 8)
+    nods = pulses(num_frames, cues.syllables[keep] - rng.uniform(*NOD_LEAD, keep.sum()),
+                  (0.04 + 0.06 * mood) * rng.uniform(0.6, 1.3, keep.sum()), 4, 8)
     head = 1.5 * minimum_jerk(num_frames, head_keys)
     head[:, 0] += nods + 0.03 * strokes
     head += np.stack([slow_noise(rng, num_frames, 20, 0.03 * energy) for _ in range(3)], -1)
