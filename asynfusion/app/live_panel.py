@@ -39,11 +39,7 @@ def component(**kwargs) -> gr.HTML:
 
 
 def takes(settings, options: LiveOptions | None = None) -> LiveTakes:
-    """The app's takes, with the exporter warmed up (its first call loads the body: seconds, not in a take)."""
-    from ..export.animation import motion_to_animation
-    from ..motion import Motion
-    from .handlers import load_pipeline
-
-    motion_to_animation(Motion.rest(1, expression_space=load_pipeline(settings).config.expression_space),
-                        settings.body)
-    return LiveTakes(settings, options)
+    """The app's takes, warmed up (a take's first window would otherwise wait for torch and the exporter)."""
+    takes = LiveTakes(settings, options)
+    takes.warm_up()
+    return takes

@@ -238,6 +238,19 @@ class LiveTakes:
         self.running: dict[str, LiveTake] = {}
         self.finished: dict[str, dict] = {}   # take id -> its result (the end message's fields)
 
+    def warm_up(self) -> None:
+        """Run what a take's first seconds would otherwise wait for: torch's first windows of a live
+        session's shapes (with and without known frames) and the exporter's first call (it loads the body)."""
+        from ..export.animation import motion_to_animation
+        from ..live import LiveSession
+        from . import handlers
+
+        session = LiveSession(handlers.load_pipeline(self.settings), chunk_s=self.options.chunk_s,
+                              lookahead_s=self.options.lookahead_s)
+        for _ in range(3):
+            motion = session.feed(np.zeros(int(self.options.chunk_s * SAMPLE_RATE) + 1, np.float32))
+        motion_to_animation(motion or session.motion(), self.settings.body)
+
     def body_glb(self) -> Path:
         """The 3D player's body, the same for every result (handlers.warm_up writes it)."""
         from . import exports, handlers

@@ -1,9 +1,10 @@
 // Live mode's microphone tap (static/live.js loads it into the page's AudioContext, which runs at 16 kHz,
-// so the browser has already resampled the microphone): passes the samples to the page 100 ms at a time.
+// so the browser has already resampled the microphone): passes the samples to the page 20 ms at a time,
+// a microphone's buffer (the page times each block's arrival and batches them for the server).
 class LiveCapture extends AudioWorkletProcessor {
   constructor() {
     super();
-    this.block = new Float32Array(1600);
+    this.block = new Float32Array(320);
     this.filled = 0;
   }
 
