@@ -228,3 +228,14 @@ def test_a_take_past_the_page_cap_is_not_rendered(serve, speech_like):
     take.finish()
     *_, last = take_steps({"take": take.id}, takes, replace(takes.settings, max_seconds=1.0))
     assert last.video is None and len(last.exports) == 3 and "asynfusion render" in last.note
+
+
+def test_a_checkpoint_that_cannot_continue_refuses_each_take_in_one_line(tmp_path, write_tiny_checkpoint):
+    from asynfusion.errors import InputError
+
+    plain = write_tiny_checkpoint(tmp_path)
+    takes = LiveTakes(Settings(checkpoint=str(plain), work_dir=tmp_path / "work", precision="fp32"))
+    takes.warm_up()   # the app still starts
+    with pytest.raises(InputError, match="--continuation"):
+        takes.start()
+    assert not takes.running

@@ -36,8 +36,8 @@ PAGE_STATE = f"""() => {{ const live = document.querySelector('{LIVE}'), player 
            latency_p50_s: Number(live.dataset.latencyP50), latency_p95_s: Number(live.dataset.latencyP95),
            mouth_delay_s: Number(live.dataset.delay), player_state: player.dataset.state,
            player_frame: Number(player.dataset.frame)}}; }}"""
-DOWNLOADS = ("() => [...document.querySelectorAll('#motion a[download], #exports a[download]')]"
-             ".map((a) => a.getAttribute('download') || a.href)")
+DOWNLOADS = ("() => [...document.querySelectorAll('a[download]')].map((a) => a.getAttribute('download') || '')"
+             ".filter((name) => name.startsWith('motion_live_'))")  # the take's files (live_takes.py names them)
 
 
 def default_speech(folder: Path) -> Path:
@@ -94,14 +94,17 @@ def main(argv=None) -> int:
     parser.add_argument("speech", nargs="?", type=Path, help="what the fake microphone says (a .wav)")
     parser.add_argument("--seconds", type=float, default=12.0, help="talk this long before the picture")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each step")
+    parser.add_argument("--width", type=int, default=1400, help="the window's width in pixels")
+    parser.add_argument("--chromium", default="/usr/bin/chromium", help="the browser to drive")
     args = parser.parse_args(argv)
     step = ["start Chromium"]
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         speech = args.speech or default_speech(Path(folder))
         try:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS + [
+            browser = playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS + [
                 f"--use-file-for-fake-audio-capture={speech}"])
-            page = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["microphone"]).new_page()
+            page = browser.new_context(viewport={"width": args.width, "height": 1000},
+                                       permissions=["microphone"]).new_page()
             page.set_default_timeout(args.timeout * 1000)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             seen = visit(page, args.url, args.seconds, args.out, step)

@@ -240,13 +240,17 @@ class LiveTakes:
 
     def warm_up(self) -> None:
         """Run what a take's first seconds would otherwise wait for: torch's first windows of a live
-        session's shapes (with and without known frames) and the exporter's first call (it loads the body)."""
+        session's shapes (with and without known frames) and the exporter's first call (it loads the body).
+        Nothing to warm when the checkpoint cannot continue motion (Live then refuses each take)."""
         from ..export.animation import motion_to_animation
         from ..live import LiveSession
         from . import handlers
 
-        session = LiveSession(handlers.load_pipeline(self.settings), chunk_s=self.options.chunk_s,
-                              lookahead_s=self.options.lookahead_s)
+        try:
+            session = LiveSession(handlers.load_pipeline(self.settings), chunk_s=self.options.chunk_s,
+                                  lookahead_s=self.options.lookahead_s)
+        except InputError:  # this checkpoint cannot continue motion: each start says so, in one line
+            return
         for _ in range(3):
             motion = session.feed(np.zeros(int(self.options.chunk_s * SAMPLE_RATE) + 1, np.float32))
         motion_to_animation(motion or session.motion(), self.settings.body)
