@@ -143,10 +143,11 @@ def test_a_dropped_stream_abandons_the_take_and_frees_its_slot(serve, speech_lik
     url, takes = serve()
     take = Take(url)
     take.send(speech_like(0.6))
-    folder = takes.running[take.id].folder
+    running = takes.running[take.id]
     take.drop()
     wait_until(lambda: not takes.running)
-    assert not folder.exists() and take.id not in takes.finished
+    running.thread.join(10)
+    assert not running.thread.is_alive() and not running.folder.exists() and take.id not in takes.finished
     again = Take(url)
     again.send(speech_like(0.5))
     assert again.finish()["type"] == "end"
