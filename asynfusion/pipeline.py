@@ -18,11 +18,16 @@ from .audio import SAMPLE_RATE, audio_features, num_motion_frames
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import BRANCHES
 from .diffusion.sampler import SampleStats, sample
+from .model import known_frames
 from .motion import Motion, features_to_motion
 from .precision import choose_precision, usable_cores
 from .request import Request
 from .seeding import NOISE, generator_for
 
+# A window sampled from nothing moves fast in its first frames (v5, async LCM on the real take: 1.7x its
+# median frame-to-frame change at frames 1-3); where such a window joins one sampled after it, the later
+# one makes these frames instead (join_plan).
+REDO_FRAMES = 6
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice: the usable cores
 
 
@@ -133,6 +138,106 @@ def stitch(windows: list[np.ndarray], starts: list[int], num_frames: int, overla
     return total / weight
 
 
+# ----------------------------------------------------------------------------
+# Joining windows by continuation (a checkpoint trained with `continuation`)
+# ----------------------------------------------------------------------------
+@dataclass
+class JoinPlan:
+    """How the windows of a clip are sampled in passes, each window continuing what earlier passes made.
+
+    A pass samples its windows in one batch; no two windows of a pass overlap. A window's frames that an
+    earlier pass made are given to it as known (`known`, at one end or both) and kept as they are; its
+    other frames are its own. The windows of the first pass continue nothing; the first REDO_FRAMES of
+    each (past the clip's start) are left to the window that joins it there.
+    """
+
+    starts: list[int]
+    window: int
+    passes: list[list[int]]   # window indices, in sampling order
+    known: np.ndarray         # (windows, window) bool
+
+    def boundaries(self, num_frames: int) -> np.ndarray:
+        """Frames where the window a frame comes from changes: metrics.seam_ratio's boundaries."""
+        source = np.full(num_frames, -1)
+        for index in (i for windows in self.passes for i in windows):
+            start = self.starts[index]
+            source[start:start + self.window][~self.known[index]] = index
+        return np.flatnonzero(np.diff(source)) + 1
+
+
+def sampling_passes(starts: list[int], window: int) -> list[list[int]]:
+    """Windows sampled together: each window goes in the first pass that holds none it overlaps, so
+    every other window of the regular layout is in the first pass and the ones between them in the
+    second (the clip's last window, placed to end with the clip, may need a third; so do clips under
+    about four windows' length, which are sampled one window after another)."""
+    pass_of: list[int] = []
+    for i, start in enumerate(starts):
+        taken = {pass_of[j] for j in range(i) if starts[j] + window > start}
+        pass_of.append(min(set(range(len(taken) + 1)) - taken))
+    return [[i for i, p in enumerate(pass_of) if p == k] for k in range(max(pass_of) + 1)]
+
+
+def join_plan(num_frames: int, window: int, overlap: int) -> JoinPlan:
+    """The JoinPlan of a clip of `num_frames`: window_starts' windows, in sampling_passes."""
+    starts = window_starts(num_frames, window, overlap)
+    passes = sampling_passes(starts, window)
+    made = np.zeros(num_frames, bool)
+    known = np.zeros((len(starts), window), bool)
+    redo = min(REDO_FRAMES, overlap // 2)
+    for index in (i for windows in passes for i in windows):
+        span = slice(starts[index], starts[index] + window)
+        known[index] = made[span]
+        made[span] = True
+        if not known[index].any():  # it continues nothing: its ends are left to the windows that join it
+            made[span.start:span.start + redo] = span.start == 0
+            made[span.stop - redo:span.stop] = span.stop == num_frames
+    return JoinPlan(starts, window, passes, known)
+
+
+def join_boundaries(num_frames: int, window: int, continues: bool) -> np.ndarray:
+    """Where Pipeline.generate joins windows in a clip of `num_frames`: by continuation (join_plan) for
+    a model that `continues`, else by cross-fading (metrics.window_boundaries)."""
+    from .evaluation.metrics import window_boundaries
+
+    window = min(window, num_frames)
+    if continues:
+        return join_plan(num_frames, window, window // 4).boundaries(num_frames)
+    return window_boundaries(window_starts(num_frames, window, window // 4), window, num_frames)
+
+
+def settle_edges(values: np.ndarray, known: np.ndarray, frames: int) -> np.ndarray:
+    """(W, D) sampled window, (W,) bool known frames -> the window with the step at each edge between
+    known and new frames taken out. Sampling keeps known frames exactly, and the network's new frames
+    start a little off them (a step of 3-4x the median frame-to-frame change, v5 on the real take); each
+    new frame next to an edge is shifted by how far the first one is from where the motion's speed on
+    both sides puts it, the shift falling linearly to none over `frames`."""
+    settled = values.copy()
+    last = len(values) - 1
+    for edge in np.flatnonzero(known[:-1] != known[1:]):
+        # the known frame at the edge, the first new frame, and the way into the new frames
+        held, new, step = (edge, edge + 1, 1) if known[edge] else (edge + 1, edge, -1)
+        # the speed on each side, as differences taken in the direction of `step` (0 where unknown)
+        before = values[held] - values[held - step] if 0 <= held - step <= last and known[held - step] else 0
+        after = values[new + step] - values[new] if 0 <= new + step <= last and not known[new + step] else 0
+        offset = values[held] + (before + after) / 2 - values[new]
+        for k in range(frames):
+            frame = new + step * k
+            if not 0 <= frame <= last or known[frame]:
+                break
+            settled[frame] += offset * (1 - k / frames)
+    return settled
+
+
+def merged_stats(runs: list[SampleStats]) -> SampleStats:
+    """One SampleStats for sampling passes run one after another: NFE per window as each pass's (the
+    same in all), seconds and GFLOPs summed."""
+    total = SampleStats(**{**asdict(runs[0])})
+    for name in ("seconds_expression", "seconds_gesture", "seconds_audio", "seconds_total", "gflops_expression",
+                  "gflops_gesture", "gflops"):
+        setattr(total, name, sum(getattr(run, name) for run in runs))
+    return total
+
+
 class Pipeline:
     """A loaded checkpoint and everything needed to turn 16 kHz speech into a Motion."""
 
@@ -169,27 +274,20 @@ class Pipeline:
         window = min(config.window_frames, num_frames)
         overlap = window // 4
         starts = window_starts(num_frames, window, overlap)
-        batch = torch.from_numpy(np.stack([audio[s:s + window] for s in starts])).float().to(self.device)  # (B,W,A)
-        dims = {"expression": config.expression_dim, "gesture": config.gesture_dim}
-
-        def draw_noise(branch: str, k: int) -> torch.Tensor:
-            # noise per frame of the whole clip, then sliced: overlapping frames share it
-            generator = generator_for(request.seed, NOISE, BRANCHES.index(branch), k)
-            whole = torch.randn(num_frames, dims[branch], generator=generator)
-            return torch.stack([whole[s:s + window] for s in starts])
-
-        speakers = torch.full((len(starts),), request.speaker, dtype=torch.long, device=self.device) \
-            if config.num_speakers else None
         model = self.checkpoint.model_for(request.spec.weights)
         threads = self.threads or (sampling_threads() if self.device.type == "cpu" else DEFAULT_THREADS)
         torch.set_num_threads(threads)
-        x, sampling = sample(model, batch, request.spec, request.steps, draw_noise, speaker=speakers,
-                             dtype=self.dtype, count_flops=count_flops,
-                             guidance=self.checkpoint.guidance_for(request.spec.weights))
+        if model.continues and len(starts) > 1:
+            plan = join_plan(num_frames, window, overlap)
+            features_out, sampling, seconds_join = self._sample_joined(request, model, audio, plan, count_flops)
+        else:
+            x, sampling = self._sample_windows(request, model, audio, starts, window, count_flops)
+            join_start = time.perf_counter()
+            features_out = {b: stitch([w.float().cpu().numpy() for w in x[b]], starts, num_frames, overlap)
+                            for b in BRANCHES}
+            seconds_join = time.perf_counter() - join_start
 
         stitch_start = time.perf_counter()
-        features_out = {b: stitch([w.float().cpu().numpy() for w in x[b]], starts, num_frames, overlap)
-                        for b in BRANCHES}
         motion = features_to_motion(
             self.checkpoint.stats.denormalize("expression", features_out["expression"]),
             self.checkpoint.stats.denormalize("gesture", features_out["gesture"]),
@@ -200,10 +298,56 @@ class Pipeline:
                 "trained_on": self.checkpoint.info.get("trained_on", "untrained"),
                 "precision": self.precision.name,
             })
-        seconds_stitch = time.perf_counter() - stitch_start
+        seconds_stitch = seconds_join + time.perf_counter() - stitch_start
         report = GenerationReport(
             sampling, len(request.samples) / SAMPLE_RATE, seconds_features, seconds_stitch,
             seconds_features + sampling.seconds_total + seconds_stitch, len(starts),
             str(self.checkpoint.path or "in-memory"), self.checkpoint.trained, threads)
         motion.metadata["seconds_generation"] = round(report.seconds_total, 4)
         return motion, report
+
+    def _sample_windows(self, request: Request, model, audio: np.ndarray, starts: list[int], window: int,
+                        count_flops: bool, known: dict[str, torch.Tensor] | None = None):
+        """Sample the windows of `audio` (T, A) at `starts` in one batch -> ({branch: (B, W, D)}, SampleStats)."""
+        config = self.config
+        batch = torch.from_numpy(np.stack([audio[s:s + window] for s in starts])).float().to(self.device)  # (B,W,A)
+        dims = {"expression": config.expression_dim, "gesture": config.gesture_dim}
+
+        def draw_noise(branch: str, k: int) -> torch.Tensor:
+            # noise per frame of the whole clip, then sliced: overlapping frames share it
+            generator = generator_for(request.seed, NOISE, BRANCHES.index(branch), k)
+            whole = torch.randn(len(audio), dims[branch], generator=generator)
+            return torch.stack([whole[s:s + window] for s in starts])
+
+        speakers = torch.full((len(starts),), request.speaker, dtype=torch.long, device=self.device) \
+            if config.num_speakers else None
+        return sample(model, batch, request.spec, request.steps, draw_noise, speaker=speakers, dtype=self.dtype,
+                      count_flops=count_flops, guidance=self.checkpoint.guidance_for(request.spec.weights),
+                      known=known)
+
+    def _sample_joined(self, request: Request, model, audio: np.ndarray, plan: JoinPlan,
+                       count_flops: bool) -> tuple[dict[str, np.ndarray], SampleStats, float]:
+        """Sample a clip's windows pass by pass (JoinPlan), each continuing what the passes before made
+        -> ({branch: (T, D) features}, SampleStats of all passes, seconds spent joining)."""
+        dims = {"expression": self.config.expression_dim, "gesture": self.config.gesture_dim}
+        made = {b: np.zeros((len(audio), dims[b]), np.float32) for b in BRANCHES}
+        settle = plan.window // 4  # the overlap: a step settles over as many frames as a cross-fade took
+        runs, seconds_join = [], 0.0
+        for windows in plan.passes:
+            starts = [plan.starts[i] for i in windows]
+            spans = [slice(s, s + plan.window) for s in starts]
+            known = None  # the first pass continues nothing: sampled exactly as without continuation
+            if plan.known[windows].any():
+                mask = torch.from_numpy(plan.known[windows])                                     # (B, W)
+                known = {b: known_frames(torch.from_numpy(np.stack([made[b][span] for span in spans])), mask)
+                         .to(self.device) for b in BRANCHES}
+            x, stats = self._sample_windows(request, model, audio, starts, plan.window, count_flops, known)
+            runs.append(stats)
+            join_start = time.perf_counter()
+            for b in BRANCHES:
+                new = x[b].float().cpu().numpy()
+                for row, (index, span) in enumerate(zip(windows, spans)):
+                    own = ~plan.known[index]
+                    made[b][span][own] = settle_edges(new[row], plan.known[index], settle)[own]
+            seconds_join += time.perf_counter() - join_start
+        return made, merged_stats(runs), seconds_join
