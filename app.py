@@ -14,7 +14,7 @@ import sys
 
 import gradio as gr
 
-from asynfusion.app import handlers, player, texts
+from asynfusion.app import examples, handlers, player, texts
 from asynfusion.diffusion.registry import DEFAULT_SAMPLER
 from asynfusion.errors import InputError
 from asynfusion.request import MAX_SEED
@@ -35,7 +35,7 @@ try:
 except InputError as error:
     sys.exit(f"app.py: {error}")
 # Cached example results depend on the checkpoint: a folder per checkpoint keeps old results from showing.
-os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(handlers.examples_cache_dir(settings)))
+os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(examples.examples_cache_dir(settings)))
 
 
 def generate(audio, sampler, steps_expression, steps_gesture, seed, trim, speaker, progress=gr.Progress()):
@@ -51,7 +51,10 @@ def generate_in_steps(audio, sampler, steps_expression, steps_gesture, seed, tri
     try:
         for result in handlers.generate_steps(audio, sampler, steps_expression, steps_gesture, seed, trim, speaker,
                                               settings=settings, progress=progress):
-            yield player.value(result.player), result.video, result.motion, result.exports, result.timings, result.note
+            # the 3D player's animation alone: the page has nothing else to update before the avatar moves
+            rest = [gr.skip()] * 5 if result.player_only else [result.video, result.motion, result.exports,
+                                                               result.timings, result.note]
+            yield player.value(result.player), *rest
     except InputError as error:
         raise gr.Error(str(error), print_exception=False) from None
 
@@ -94,7 +97,7 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
                 speaker = gr.Number(0, precision=0, minimum=0, maximum=max(speakers - 1, 0), visible=speakers > 0,
                                     label=f"Speaker style (0-{speakers - 1})")
             generate_button = gr.Button("Generate", variant="primary")
-            examples = gr.Column()
+            examples_column = gr.Column()
         with gr.Column():
             avatar_3d = player.component((avatar_standing, None, 0), label="Avatar in 3D", elem_id="player")
             # no autoplay: the 3D player has already said it by the time the video is rendered
@@ -109,8 +112,8 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
                               elem_id="exports")
             note = gr.Markdown(label="Note")
     generate_outputs = [avatar_3d, video, motion, exports, timings, note]
-    with examples:  # under the inputs; declared here because it needs the outputs
-        gr.Examples([[path] for path in handlers.example_paths()], [audio], generate_outputs,
+    with examples_column:  # under the inputs; declared here because it needs the outputs
+        gr.Examples([[path] for path in examples.example_paths()], [audio], generate_outputs,
                     fn=generate_example,
                     cache_examples=settings.cache_examples != "off",
                     cache_mode=None if settings.cache_examples == "off" else settings.cache_examples,

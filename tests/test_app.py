@@ -1,10 +1,12 @@
 """The app's handlers (asynfusion.app.handlers) and settings, called directly: input checks and their messages,
 a generated and a compared video with honest tables, per-request folders, ZeroGPU wrapping."""
 
+import contextvars
 import importlib.machinery
 import os
 import subprocess
 import sys
+import threading
 import time
 import types
 
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from asynfusion.app import handlers, texts
+from asynfusion.app import background, examples, handlers, texts
 from asynfusion.audio import SAMPLE_RATE
 from asynfusion.checkpoint import save_checkpoint, untrained_checkpoint
 from asynfusion.errors import InputError
@@ -205,14 +207,14 @@ def test_provenance_of_a_trained_checkpoint(tmp_path, tiny_config):
 
 
 def test_examples_are_short_speech_in_different_voices(settings):
-    paths = handlers.example_paths()
+    paths = examples.example_paths()
     assert len(paths) == 3 and len({os.path.basename(p).split("_", 1)[1] for p in paths}) == 3
     for path in paths:
         assert 3.0 <= soundfile.info(path).duration <= 8.0
         assert handlers.loudest_dbfs(soundfile.read(path, dtype="float32")[0]) > -20
-    assert handlers.examples_cache_dir(settings).name.startswith("asynfusion-")
+    assert examples.examples_cache_dir(settings).name.startswith("asynfusion-")
     other = Settings(checkpoint=settings.checkpoint, render_size=2 * SIZE)
-    assert handlers.examples_cache_dir(other) != handlers.examples_cache_dir(settings)
+    assert examples.examples_cache_dir(other) != examples.examples_cache_dir(settings)
 
 
 def test_gpu_wrapping_only_on_a_space_with_spaces(monkeypatch):
@@ -227,3 +229,20 @@ def test_gpu_wrapping_only_on_a_space_with_spaces(monkeypatch):
     monkeypatch.setenv("SPACE_ID", "someone/asynfusion")
     handlers._on_gpu(len)
     assert wrapped == [len]
+
+
+def test_gently_runs_at_a_lower_priority_in_the_callers_context():
+    label = contextvars.ContextVar("label")
+    label.set("this request")
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def seen(x):
+        return x, label.get(), threading.current_thread(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    value, context, thread, niceness = background.gently(seen, 2)
+    assert (value, context) == (2, "this request") and thread is not threading.current_thread()
+    assert niceness == min(own + background.GENTLE_NICE, 19)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own  # the caller's own is as it was
+    with pytest.raises(InputError, match="^refused$"):
+        background.gently(lambda: (_ for _ in ()).throw(InputError("refused")))
+    assert background.meanwhile(lambda: label.get())() == "this request"

@@ -8,6 +8,7 @@ off this machine refused."""
 import json
 import math
 import struct
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -53,11 +54,15 @@ def read_animation(path) -> dict:
 def test_generate_steps_gives_the_player_first_then_the_video(settings, tmp_path, speech_like):
     audio = tmp_path / "speech.wav"
     soundfile.write(audio, speech_like(1.5), 16_000)
-    waiting, first, last = list(handlers.generate_steps(str(audio), "async-lcm", seed=2, settings=settings))
+    waiting, moving, first, last = list(handlers.generate_steps(str(audio), "async-lcm", seed=2, settings=settings))
 
     # the speech first, for the page to fetch while the motion is made
     assert waiting.video is None and waiting.motion is None and waiting.player.animation is None
     assert Path(waiting.player.body) == settings.work_dir / handlers.PLAYER_BODY and waiting.player.frames == 0
+    assert not waiting.player_only and not first.player_only and not last.player_only
+
+    # then the player's animation alone, which the page plays before it updates anything else
+    assert moving.player_only and moving.player == first.player and moving.exports == []
 
     assert first.video is None and Path(first.motion).exists()
     body, speech, frames, animation = first.player
@@ -66,7 +71,7 @@ def test_generate_steps_gives_the_player_first_then_the_video(settings, tmp_path
     assert header["frames"] == 45 and len(header["joints"]) == 55 and header["fps"] == FPS
     assert Path(animation).stat().st_size < Path(body).stat().st_size / 10  # the result alone, no body
     assert soundfile.info(speech).samplerate == 16_000 and soundfile.info(speech).frames == 24_000
-    assert first.exports == []  # the whole .glb comes with the video, off the player's path
+    assert first.exports == []  # the whole .glb comes with the video
     timings = dict(zip(first.timings["measure"], first.timings["value"]))
     assert timings["rendering the video"] == "in progress"
     assert timings["3D avatar (.glb): seconds"] > 0
@@ -83,6 +88,29 @@ def test_generate_steps_gives_the_player_first_then_the_video(settings, tmp_path
     again = next(steps)
     assert again.player.body == body and again.player.animation != animation  # one body for every result
     steps.close()
+
+
+def test_the_motion_is_made_while_the_page_takes_the_speech(settings, tmp_path, speech_like, monkeypatch):
+    """The sampling starts before the first result (the speech) is handed over, not when the page's
+    next step is asked for; the API's generate samples in its own thread, as before."""
+    audio = tmp_path / "speech.wav"
+    soundfile.write(audio, speech_like(1.5), 16_000)
+    sample, started, threads = handlers._sample, threading.Event(), []
+
+    def watched_sample(*args):
+        threads.append(threading.current_thread())
+        started.set()
+        return sample(*args)
+
+    monkeypatch.setattr(handlers, "_sample", watched_sample)
+    steps = handlers.generate_steps(str(audio), "async-lcm", seed=2, settings=settings)
+    assert next(steps).player.animation is None  # the speech alone: the generator now waits here
+    assert started.wait(60), "the sampling did not start while the first result was out"
+    moving = next(steps)
+    assert moving.player_only and Path(moving.player.animation).exists()
+    steps.close()
+    handlers.generate(str(audio), "async-lcm", seed=2, settings=settings)
+    assert threads[0] is not threading.current_thread() and threads[1] is threading.current_thread()
 
 
 def test_warm_up_writes_the_body_standing_still(settings):

@@ -12,7 +12,6 @@ share the same rasteriser. On a ZeroGPU Space only the sampling itself asks for 
 """
 
 import contextlib
-import hashlib
 import importlib.util
 import math
 import shutil
@@ -30,12 +29,9 @@ from ..audio import MIN_SECONDS, SAMPLE_RATE, AudioTooLong, AudioTooShort, load_
 from ..diffusion.registry import DEFAULT_SAMPLER, SAMPLERS
 from ..errors import InputError
 from ..request import MAX_SEED, Request, check_whole
-from ..settings import ROOT, Settings, on_space
-from . import texts
+from ..settings import Settings, on_space
+from . import background, texts
 
-EXAMPLES_DIR = ROOT / "assets" / "examples"
-# What the page shows of a Generate result, in order (the columns of cached examples)
-RESULT_LAYOUT = "3D player (body, speech, frames, animation), video, motion .npz, exports, timings, note"
 PLAYER_BODY = "avatar-standing.glb"  # in Settings.work_dir: the 3D player's body, the same for every result
 SILENCE_DBFS = -50.0  # the loudest 20 ms of speech is far above this; a muted microphone stays below
 
@@ -214,8 +210,8 @@ def _render(motions, speech: Speech, out: Path, labels: list[str], settings: Set
             progress(start + (1 - start) * done / total, desc=f"rendering frame {done} of {total}")
 
     with _RENDER_LOCK:
-        return render_video(motions, str(speech.path), out, labels=labels, body_path=settings.body, size=size,
-                            progress=frame_done)
+        return background.gently(render_video, motions, str(speech.path), out, labels=labels,
+                                 body_path=settings.body, size=size, progress=frame_done)
 
 
 # ----------------------------------------------------------------------------
@@ -230,22 +226,6 @@ def provenance(settings: Settings) -> str:
     return texts.provenance(load_pipeline(settings).checkpoint)
 
 
-def example_paths() -> list[str]:
-    return [str(path) for path in sorted(EXAMPLES_DIR.glob("*.wav"))]
-
-
-def examples_cache_dir(settings: Settings) -> Path:
-    """A folder for Gradio's cached example results named after everything they depend on, so a new
-    checkpoint, body, video size or set of results on the page gets fresh results instead of stale ones."""
-    pipeline = load_pipeline(settings)  # the precision that runs here, not the setting ("auto")
-    digest = hashlib.sha256(f"{settings.body}|{settings.render_size}|{pipeline.precision}|{RESULT_LAYOUT}".encode())
-    checkpoint_dir = pipeline.checkpoint.path
-    for path in sorted(checkpoint_dir.iterdir()) + [Path(p) for p in example_paths()]:
-        if path.is_file():
-            digest.update(path.name.encode() + path.read_bytes())
-    return Path(".gradio") / "cached_examples" / f"asynfusion-{digest.hexdigest()[:12]}"
-
-
 @dataclass
 class GenerateResult:
     video: str | None    # mp4: the avatar with the speech (None while it renders)
@@ -254,6 +234,7 @@ class GenerateResult:
     note: str            # Markdown: what ran, and the checkpoint's provenance
     player: tuple | None = None  # exports.PlayerFiles: the 3D player's body .glb, speech, frames, animation
     exports: list[str] = field(default_factory=list)  # the motion as .glb, .bvh, .csv (the page's downloads)
+    player_only: bool = False  # the page updates its 3D player alone: the rest is not made yet
 
 
 @dataclass
@@ -288,11 +269,12 @@ def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER
                    steps_expression: float | None = 0, steps_gesture: float | None = 0, seed: float | None = 0,
                    trim: bool = False, speaker: float | None = 0, settings: Settings | None = None,
                    progress: Progress | None = None, player: bool = True) -> Iterator[GenerateResult]:
-    """`generate` in steps, for the page: with `player`, first the 3D player's body (.glb, the same for every
-    result) and the speech (.wav) alone, for the page to fetch while the motion is made; then, as soon as
-    the motion is made, a result without the video but with the player's animation (the motion alone);
-    then, rendered, the whole result with the .glb, .bvh and .csv exports. Without `player` (the API),
-    only the whole result, without player files or exports."""
+    """`generate` in steps, for the page. With `player`: first the 3D player's body (.glb, the same for every
+    result) and the speech (.wav) alone, for the page to fetch while the motion is made (which starts
+    before that result is handed over); as soon as the motion is made, the player's animation alone
+    (`player_only`: the page updates nothing else, so the avatar moves at once); then the motion, timings
+    and note; then, rendered, the whole result with the .glb, .bvh and .csv exports. Without `player`
+    (the API), only the whole result, without player files or exports."""
     settings = settings or Settings.from_env()
     progress = progress or _no_progress
     check = Request(np.zeros(0, np.float32), sampler, steps_expression, steps_gesture, seed,
@@ -301,6 +283,9 @@ def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER
     with request_folder(settings) as folder:
         progress(0.0, desc="reading the audio")
         speech = read_speech(audio_path, settings, trim, folder)
+        request = replace(check, samples=speech.samples)
+        progress(0.04, desc=f"audio features, then sampling with {request.title}")
+        made = _motion_made(settings, request, speech, meanwhile=player)
         if player:  # the 3D player fetches the speech while the motion is made, to play both as soon as it comes
             from . import exports
 
@@ -309,26 +294,25 @@ def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER
                 exports.standing_body(None, load_pipeline(settings).config.expression_space, body_glb, settings.body)
             waiting = exports.PlayerFiles(str(body_glb), exports.player_speech(speech.samples, folder))
             yield GenerateResult(None, None, None, f"Making the motion with {check.title}…", waiting)
-        features, features_seconds = _features(speech, settings, progress, "audio features")
-        request = replace(check, samples=speech.samples)
-        progress(0.1, desc=f"sampling with {request.title}")
-        motion, report = _sample(settings, request, features)
-        from ..motion import save_motion
-
+        motion, report, features_seconds = made()
         steps = f"{request.steps_expression}-{request.steps_gesture}"
         motion_path = folder / f"motion_{sampler}_{steps}_seed{request.seed}.npz"
+        files, downloads, export_seconds = None, [], None
+        if player:
+            files, export_seconds = exports.player_files(motion, motion_path, waiting, settings.body)
+            yield GenerateResult(None, None, None, "", files, player_only=True)
+        from ..motion import save_motion
+
         save_motion(motion_path, motion)
         generation = features_seconds + report.seconds_total
         said = texts.generation_note(request, speech.seconds, speech.trimmed, settings.max_seconds, generation,
                                      precision)
-        files, downloads, export_seconds = None, [], None
-        if player:
-            progress(0.25, desc="the 3D avatar")
-            files, export_seconds = exports.player_files(motion, motion_path, waiting, settings.body)
+        if player:  # the exports first (gently: the page is starting the player), then what the page shows of them
+            progress(0.25, desc="the .glb, .bvh and .csv")
+            downloads = background.gently(exports.other_formats, motion, motion_path, settings.body)
             yield GenerateResult(None, str(motion_path), texts.timing_table(report, features_seconds, None, precision,
                                                                             export_seconds),
                                  f"{said} The video is rendering.\n\n{provenance(settings)}", files)
-            downloads = exports.other_formats(motion, motion_path, settings.body)
         progress(0.3, desc="rendering")
         video_path = folder / "avatar.mp4"
         render = _render([motion], speech, video_path, [f"{request.title}: {generation:.2f} s"], settings,
@@ -337,6 +321,20 @@ def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER
     yield GenerateResult(str(video_path), str(motion_path),
                          texts.timing_table(report, features_seconds, render, precision, export_seconds), note,
                          files, downloads)
+
+
+def _motion_made(settings: Settings, request: Request, speech: Speech, meanwhile: bool) -> Callable[[], tuple]:
+    """A function that gives (motion, report, features' seconds). `meanwhile`: the features and the sampling
+    start now, in a thread, while the caller hands the page its first result, and the function waits
+    for them; otherwise (and on a ZeroGPU Space) they run when it is called."""
+    def make() -> tuple:
+        features, features_seconds = _features(speech, settings, _no_progress, "")
+        motion, report = _sample(settings, request, features)
+        return motion, report, features_seconds
+
+    if not meanwhile or on_space():
+        return make
+    return background.meanwhile(make)
 
 
 def _compared_motions(speech: Speech, features: np.ndarray, seed: int, speaker: int, baseline: bool,

@@ -152,8 +152,10 @@ export function mount(THREE, element, props, watch) {
       // in ~0.1 s). The action's time is set directly rather than advanced by mixer.update(delta) or
       // mixer.setTime(t): those loop (or, with LoopOnce, stop the action) at the clip's end, while the
       // clock may stand past the last keyframe or seek back from there.
+      // While a new result's sound is on its first frame, the pose on screen stands for it: a software
+      // renderer takes ~0.1 s to draw a frame, and drawing frame 0 would hold back the first moving one.
       const frame = Math.max(0, Math.min(Math.floor(audio.currentTime * player.fps), player.frames - 1));
-      if (frame !== shownFrame) {
+      if (frame !== shownFrame && !(shownFrame < 0 && frame === 0 && !audio.paused)) {
         player.action.time = Math.min(frame / player.fps, player.action.getClip().duration);
         player.mixer.update(0);
         shownFrame = frame;
@@ -298,6 +300,7 @@ export function mount(THREE, element, props, watch) {
       return;
     }
     setState("loading", "Loading the 3D avatar…");
+    root.dataset.frame = "0";  // the new result's frames count from its start
     let motion;
     try {
       const gltf = bodyFile(value.body.url);
@@ -318,7 +321,7 @@ export function mount(THREE, element, props, watch) {
       return;
     }
     setState("paused");
-    audio.currentTime = 0;
+    if (audio.currentTime) audio.currentTime = 0;  // a new speech starts at 0: no seek to wait for
     try {
       await audio.play();
     } catch (error) {
