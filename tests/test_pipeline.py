@@ -4,7 +4,8 @@ import torch
 
 from asynfusion.checkpoint import load_checkpoint, save_checkpoint, untrained_checkpoint
 from asynfusion.errors import InputError
-from asynfusion.pipeline import Pipeline, blend_weights, window_starts
+from asynfusion.model import AsynFusionModel
+from asynfusion.pipeline import Pipeline, blend_weights, join_plan, settle_edges, window_starts
 from asynfusion.request import Request
 
 
@@ -65,6 +66,66 @@ def test_stitching_leaves_no_seam(tiny_checkpoint, speech_like):
     jumps = np.abs(np.diff(motion.poses, axis=0)).max(axis=1)
     assert report.windows > 3
     assert jumps.max() <= 3 * np.percentile(jumps, 99) + 1e-6
+
+
+@pytest.mark.parametrize("num_frames", [50, 100, 120, 300, 1000, 1801, 1950])
+def test_join_plan_samples_each_frame_once_it_is_final(num_frames):
+    """Windows of a pass never overlap; a window is given as known exactly the frames earlier passes made
+    (less the ends of the first pass's windows, which the windows joining them redo); every frame ends up
+    made by one window."""
+    window = min(64, num_frames)
+    plan = join_plan(num_frames, window, window // 4)
+    assert plan.starts == window_starts(num_frames, window, window // 4)
+    assert sorted(i for windows in plan.passes for i in windows) == list(range(len(plan.starts)))
+    assert len(plan.passes) <= (1 if num_frames <= window else 3)
+    assert not plan.known[plan.passes[0]].any()  # the first pass continues nothing
+    source = np.full(num_frames, -1)
+    for windows in plan.passes:
+        spans = [range(plan.starts[i], plan.starts[i] + window) for i in windows]
+        assert all(a[-1] < b[0] for a, b in zip(spans, spans[1:]))  # no two windows of a pass overlap
+        for index, span in zip(windows, spans):
+            made = source[span.start:span.stop] >= 0
+            assert not (plan.known[index] & ~made).any()   # known frames were made before
+            assert made[~plan.known[index]].sum() <= 2 * 6  # only the first pass's ends are redone
+            source[span.start:span.stop][~plan.known[index]] = index
+    assert (source >= 0).all()
+    assert plan.boundaries(num_frames).tolist() == (np.flatnonzero(np.diff(source)) + 1).tolist()
+
+
+def test_settling_takes_the_step_out_of_new_frames():
+    """A window's new frames that start off its known ones: the step goes, the known frames and the new
+    frames past the settling stay as they were."""
+    frames = np.arange(40, dtype=np.float32)[:, None] * np.array([[0.1, -0.2]], np.float32)  # steady motion
+    known = np.zeros(40, bool)
+    known[:10] = known[32:] = True
+    sampled = frames.copy()
+    sampled[10:32] += np.array([1.0, 2.0])  # the new frames, all off by a step at both edges
+    settled = settle_edges(sampled, known, 8)
+    np.testing.assert_array_equal(settled[known], sampled[known])
+    np.testing.assert_array_equal(settled[18:24], sampled[18:24])  # 8 frames from either edge: untouched
+    steps = np.diff(settled, axis=0)
+    np.testing.assert_allclose(steps[[9, 31]], steps[[8, 32]], atol=1e-6)  # into and out of the new frames
+    assert np.abs(steps - steps[0]).max() < 0.2 * np.abs(sampled[10] - frames[10]).max()  # spread thin
+    np.testing.assert_array_equal(settle_edges(sampled, np.zeros(40, bool), 8), sampled)  # nothing known
+
+
+def test_a_continuation_checkpoint_joins_by_continuing(tmp_path, write_tiny_checkpoint, speech_like):
+    """Same request, same motion; the passes are one sampling run's cost (NFE per window as before); a
+    clip of one window comes out as it did with cross-fading."""
+    pipeline = Pipeline(write_tiny_checkpoint(tmp_path, continuation=True), precision="fp32")
+    samples = speech_like(4.0)
+    a, report = pipeline.generate(Request(samples, "sync-lcm", 3, 3, seed=1))
+    b, _ = pipeline.generate(Request(samples, "sync-lcm", 3, 3, seed=1))
+    np.testing.assert_array_equal(a.poses, b.poses)
+    assert report.windows == len(window_starts(120, 32, 8)) and report.sampling.nfe_gesture == 3
+    short = speech_like(0.9)  # 27 frames: one window
+    joined, _ = pipeline.generate(Request(short, "sync-lcm", seed=2))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AsynFusionModel, "continues", property(lambda model: False))
+        crossfaded, _ = pipeline.generate(Request(short, "sync-lcm", seed=2))
+        whole, _ = pipeline.generate(Request(samples, "sync-lcm", 3, 3, seed=1))
+    np.testing.assert_array_equal(joined.poses, crossfaded.poses)
+    assert not np.allclose(whole.poses, a.poses)  # a longer clip is joined another way
 
 
 def test_untrained_checkpoint_is_labelled(tiny_config):
