@@ -231,7 +231,9 @@ def window_boundaries(starts, window: int, num_frames: int) -> np.ndarray:
     and window i < last leaves at frame starts[i] + window, the first frame after its fade-out ends.
     Those are the only frames where the set of windows blended into a frame changes, so the only
     places where stitching itself can make the motion jump. The clip's own first and last frames are
-    not boundaries. Returns the sorted, unique boundary frames b (0 < b < num_frames).
+    not boundaries. Returns the sorted, unique boundary frames b (0 < b < num_frames). A checkpoint that
+    continues motion joins its windows another way; pipeline.join_boundaries gives the boundaries of
+    whichever join the pipeline uses.
     """
     starts = [int(s) for s in starts]
     frames = set(starts[1:]) | {s + window for s in starts[:-1]}
