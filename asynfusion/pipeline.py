@@ -1,9 +1,22 @@
 """Speech in, SMPL-X motion out: the one function the CLI and the app call.
 
-Audio of any length up to the cap is cut into overlapping windows of the training length, all
-windows are sampled in one batch, and the results are cross-faded where they overlap. Windows
-start from the same noise where they overlap (noise is drawn per frame of the whole clip, then
-sliced), so neighbouring windows already agree before they are blended.
+Audio of any length up to the cap is cut into overlapping windows of the training length (a quarter
+window of overlap). Windows start from the same noise where they overlap (noise is drawn per frame of
+the whole clip, then sliced), so neighbouring windows already agree before they are joined. How they
+are joined depends on the checkpoint:
+
+- one trained with `continuation` (v5) samples them in two batched passes (JoinPlan): every other
+  window, then the windows between them, each given the frames it shares with its neighbours as known
+  frames, which the sampler keeps as they are (live.py continues its chunks the same way). The new
+  frames start a little off the known ones; that step is settled out over the overlap's frames
+  (settle_edges), and the first pass's windows leave their first and last frames, which move fast
+  where a window starts from nothing, to the windows that join them.
+- any other samples all windows in one batch and cross-fades them where they overlap (stitch).
+
+    pass 1:  |--- window 0 ---|                |--- window 2 ---|
+    pass 2:             |known|--- new frames ---|known|            (window 1)
+
+A clip of one window is sampled alike either way.
 """
 
 import math
