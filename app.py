@@ -6,6 +6,8 @@ The page only lays things out; asynfusion.app.handlers does the work and returns
 asynfusion.app.texts has the words, asynfusion.app.player is the 3D player, and the samplers come from
 asynfusion/diffusion/registry.py. The page's Generate shows the 3D player as soon as the motion is made,
 then the rendered video; the API's /generate returns the video, motion, timings and note at the end.
+Live (asynfusion.app.live_panel, live_route): the microphone's speech moves the player as it is heard,
+through routes beside Gradio's on the same server; a stopped take then comes as Generate's results do.
 """
 
 import os
@@ -14,7 +16,7 @@ import sys
 
 import gradio as gr
 
-from asynfusion.app import examples, handlers, player, texts
+from asynfusion.app import examples, handlers, live_panel, live_result, live_route, player, texts
 from asynfusion.diffusion.registry import DEFAULT_SAMPLER
 from asynfusion.errors import InputError
 from asynfusion.request import MAX_SEED
@@ -32,6 +34,7 @@ try:
     settings = Settings.from_env()
     introduction = handlers.about(settings)  # loads the checkpoint: a bad path or setting stops here, in one line
     avatar_standing = handlers.warm_up(settings)  # and what the first Generate needs
+    live_takes = live_panel.takes(settings)  # and a live take's first window
 except InputError as error:
     sys.exit(f"app.py: {error}")
 # Cached example results depend on the checkpoint: a folder per checkpoint keeps old results from showing.
@@ -55,6 +58,14 @@ def generate_in_steps(audio, sampler, steps_expression, steps_gesture, seed, tri
             rest = [gr.skip()] * 5 if result.player_only else [result.video, result.motion, result.exports,
                                                                result.timings, result.note]
             yield player.value(result.player), *rest
+    except InputError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+
+
+def show_live_take(value, progress=gr.Progress()):
+    try:
+        for result in live_result.take_steps(value, live_takes, settings, progress=progress):
+            yield player.value(result.player), result.video, result.motion, result.exports, result.timings, result.note
     except InputError as error:
         raise gr.Error(str(error), print_exception=False) from None
 
@@ -100,6 +111,7 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
             examples_column = gr.Column()
         with gr.Column():
             avatar_3d = player.component((avatar_standing, None, 0), label="Avatar in 3D", elem_id="player")
+            live = live_panel.component(label="Live", elem_id="live")
             # no autoplay: the 3D player has already said it by the time the video is rendered
             video = gr.Video(label="Avatar video (rendered after the 3D view)", elem_id="avatar")
             # wrapped and tall enough for every row: each number in view, also on a phone (tests/test_browser.py)
@@ -112,6 +124,9 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
                               elem_id="exports")
             note = gr.Markdown(label="Note")
     generate_outputs = [avatar_3d, video, motion, exports, timings, note]
+    # a saved live take (the panel's new value) comes as Generate's results do
+    live.change(show_live_take, live, generate_outputs, show_progress_on=[video], api_visibility="private",
+                concurrency_id="work")
     with examples_column:  # under the inputs; declared here because it needs the outputs
         gr.Examples([[path] for path in examples.example_paths()], [audio], generate_outputs,
                     fn=generate_example,
@@ -146,4 +161,5 @@ with gr.Blocks(title="AsynFusion", delete_cache=(settings.keep_seconds, settings
 demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
 
 if __name__ == "__main__":
-    demo.launch(allowed_paths=[str(settings.work_dir)], max_file_size=settings.max_upload, css=NARROW_TABLES)
+    demo.launch(allowed_paths=[str(settings.work_dir)], max_file_size=settings.max_upload, css=NARROW_TABLES,
+                app_kwargs={"routes": live_route.routes(live_takes)})  # Live's, beside Gradio's own

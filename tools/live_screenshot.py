@@ -48,7 +48,7 @@ def default_speech(folder: Path) -> Path:
     return path
 
 
-def visit(page, url: str, seconds: float, picture: Path, step: list[str]) -> dict:
+def visit(page, url: str, seconds: float, timeout: float, picture: Path, step: list[str]) -> dict:
     """The visit; `step` holds what it is waiting for, for the error line."""
     step[0] = f"open {url}"
     page.goto(url)
@@ -60,12 +60,16 @@ def visit(page, url: str, seconds: float, picture: Path, step: list[str]) -> dic
     page.wait_for_function(f"() => document.querySelector('{LIVE}').dataset.state === 'live'")
     seen = {"player frames": []}
     began = time.monotonic()
-    while time.monotonic() - began < seconds:
+    step[0] = "the avatar moving (three frames of motion on screen)"
+    # a second's look at the player's frame for --seconds, and on until it has shown three (a busy machine)
+    while time.monotonic() - began < seconds or len(set(seen["player frames"])) < 3:
         page.wait_for_timeout(1000)
         state = page.evaluate(PAGE_STATE)
         if state["state"] != "live":
             raise RuntimeError(f"Live stopped by itself: {state['status']}")
         seen["player frames"].append(state["player_frame"])
+        if time.monotonic() - began > seconds + timeout:
+            raise RuntimeError(f"the player showed frames {sorted(set(seen['player frames']))} only")
     page.locator(PLAYER).scroll_into_view_if_needed()
     box = page.locator(PLAYER).bounding_box()
     panel = page.locator(LIVE).bounding_box()
@@ -107,7 +111,7 @@ def main(argv=None) -> int:
                                        permissions=["microphone"]).new_page()
             page.set_default_timeout(args.timeout * 1000)
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            seen = visit(page, args.url, args.seconds, args.out, step)
+            seen = visit(page, args.url, args.seconds, args.timeout, args.out, step)
         except (PlaywrightError, RuntimeError) as error:
             print(f"live_screenshot.py: {step[0]}: {str(error).splitlines()[0]}", file=sys.stderr)
             return 1

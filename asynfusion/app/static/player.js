@@ -16,7 +16,7 @@
 // in the .glb's own pose. Generate first sends the speech alone, which the player fetches while the motion
 // is made, then the result's animation alone (asynfusion/export/animation.py: no mesh, shader or upload
 // to wait for), and plays both. The player's root element exposes its state for tests and scripts:
-// data-state (empty, loading, playing, paused, failed) and data-frame (the motion frame on screen:
+// data-state (empty, loading, playing, paused, live, failed) and data-frame (the motion frame on screen:
 // floor(currentTime x fps), clamped to the last frame).
 
 // The renderer's colours (asynfusion/render/scene.py) and lights (shaders.py): direction, strength.
@@ -355,6 +355,24 @@ export function mount(THREE, element, props, watch) {
     faceButton.setAttribute("aria-pressed", "false");
     frameFullBody();
   });
+
+  // Live mode (static/live.js) poses the body itself as its motion arrives: begin() hands the body over
+  // (the speech and any result stop; one still loading is dropped), drew(frame) says a frame is posed.
+  root.live = {
+    begin() {
+      loading++;
+      audio.pause();
+      audio.removeAttribute("src");
+      stopAnimation();
+      setState("live");
+      return player.model;
+    },
+    drew(frame) {
+      root.dataset.frame = String(frame);
+      if (closeUp) followHead();
+      dirty = true;
+    },
+  };
 
   frameFullBody();
   resize();
