@@ -34,7 +34,8 @@ PAGE_STATE = f"""() => {{ const live = document.querySelector('{LIVE}'), player 
   return {{state: live.dataset.state, status: live.querySelector('.af-live-status').textContent,
            shown: live.querySelector('.af-live-latency').textContent, frames: Number(live.dataset.frames),
            latency_p50_s: Number(live.dataset.latencyP50), latency_p95_s: Number(live.dataset.latencyP95),
-           mouth_delay_s: Number(live.dataset.delay), player_state: player.dataset.state,
+           mouth_delay_s: Number(live.dataset.delay), shown_frame: Number(live.dataset.shown || 0),
+           player_state: player.dataset.state,
            player_frame: Number(player.dataset.frame)}}; }}"""
 DOWNLOADS = ("() => [...document.querySelectorAll('a[download]')].map((a) => a.getAttribute('download') || '')"
              ".filter((name) => name.startsWith('motion_live_'))")  # the take's files (live_takes.py names them)
@@ -53,23 +54,24 @@ def visit(page, url: str, seconds: float, timeout: float, picture: Path, step: l
     step[0] = f"open {url}"
     page.goto(url)
     step[0] = "the 3D player showing the body"
-    page.wait_for_function(f"() => document.querySelector('{PLAYER}')?.dataset.state === 'empty'")
+    page.wait_for_function(f"() => ['empty', 'failed'].includes(document.querySelector('{PLAYER}')?.dataset.state)")
     page.locator(LIVE).scroll_into_view_if_needed()
     step[0] = "Live starting"
     page.locator(f"{LIVE} .af-live-button").click()
     page.wait_for_function(f"() => document.querySelector('{LIVE}').dataset.state === 'live'")
-    seen = {"player frames": []}
+    seen = {"player frames": [], "shown frames": []}
     began = time.monotonic()
     step[0] = "the avatar moving (three frames of motion on screen)"
-    # a second's look at the player's frame for --seconds, and on until it has shown three (a busy machine)
-    while time.monotonic() - began < seconds or len(set(seen["player frames"])) < 3:
+    # a second's look at the frame on screen for --seconds, and on until it has shown three (a busy machine)
+    while time.monotonic() - began < seconds or len(set(seen["shown frames"])) < 3:
         page.wait_for_timeout(1000)
         state = page.evaluate(PAGE_STATE)
         if state["state"] != "live":
             raise RuntimeError(f"Live stopped by itself: {state['status']}")
         seen["player frames"].append(state["player_frame"])
+        seen["shown frames"].append(state["shown_frame"])
         if time.monotonic() - began > seconds + timeout:
-            raise RuntimeError(f"the player showed frames {sorted(set(seen['player frames']))} only")
+            raise RuntimeError(f"the page showed frames {sorted(set(seen['shown frames']))} only")
     page.locator(PLAYER).scroll_into_view_if_needed()
     box = page.locator(PLAYER).bounding_box()
     panel = page.locator(LIVE).bounding_box()
@@ -87,7 +89,7 @@ def visit(page, url: str, seconds: float, timeout: float, picture: Path, step: l
     page.wait_for_function(f"() => ({DOWNLOADS})().length >= 4")
     seen["downloads"] = page.evaluate(DOWNLOADS)
     step[0] = "the take replaying in the 3D player"
-    page.wait_for_function(f"() => document.querySelector('{PLAYER}').dataset.state === 'playing'")
+    page.wait_for_function(f"() => ['playing', 'failed'].includes(document.querySelector('{PLAYER}').dataset.state)")
     return seen
 
 
@@ -100,13 +102,15 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each step")
     parser.add_argument("--width", type=int, default=1400, help="the window's width in pixels")
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="the browser to drive")
+    parser.add_argument("--no-webgl", action="store_true",
+                        help="no 3D drawing (the page's latency without Chromium's software WebGL on these cores)")
     args = parser.parse_args(argv)
     step = ["start Chromium"]
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         speech = args.speech or default_speech(Path(folder))
         try:
             browser = playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS + [
-                f"--use-file-for-fake-audio-capture={speech}"])
+                f"--use-file-for-fake-audio-capture={speech}"] + (["--disable-webgl"] if args.no_webgl else []))
             page = browser.new_context(viewport={"width": args.width, "height": 1000},
                                        permissions=["microphone"]).new_page()
             page.set_default_timeout(args.timeout * 1000)
