@@ -4,7 +4,7 @@
 //
 // The transport is asynfusion/app/live_route.py's: POST live/start, then a streamed GET of the motion
 // (length-prefixed messages, each an animation in asynfusion/export/animation.py's layout for the frames
-// it carries, from frame `first`), 16 kHz 16-bit PCM POSTed 40 ms or more at a time (one request at a
+// it carries, from frame `first`), 16 kHz 16-bit PCM POSTed 100 ms or more at a time (one request at a
 // time, in order: what came meanwhile goes in the next), and POST live/{take}/stop.
 //
 // Latency, measured here: a frame's latency is the time its message arrived in the page, less the time
@@ -22,7 +22,13 @@
 
 const SAMPLE_RATE = 16000;
 const RECENT_CHUNKS = 6;  // the playout delay follows the largest latency of this many latest chunks
-const SEND_SAMPLES = 640;  // 40 ms: fewer requests, for a few hundredths of a second of latency
+// 100 ms a request: at 40 ms (25 requests a second) the page's latency p50 was 1.95 s against 0.87 s at
+// 100 ms (the same busy machine, minutes apart): the requests cost the server's Python more than they save
+const SEND_SAMPLES = 1600;
+// A software renderer (no GPU) draws a frame with the CPU, ~0.1 s a frame: at 30 a second in a browser on
+// the server's own two cores, the page's latency p50 went from 0.87 s to 4.5 s. There the page draws
+// SOFTWARE_DRAWS a second, each the newest frame due.
+const SOFTWARE_DRAWS = 5;
 
 function percentile(values, q) {
   if (!values.length) return null;
@@ -91,6 +97,7 @@ export function mount(element, props, urls) {
       this.latencies = [];      // every frame's latency, seconds
       this.recent = [];         // the largest latency of each latest chunk
       this.frames = 0;
+      this.drawn = 0;           // when the page last drew a frame, seconds
       this.closed = false;
       this.player = document.querySelector(".af-player");
       this.connection = new AbortController();  // closes the motion stream: the server then drops the take
@@ -224,20 +231,23 @@ export function mount(element, props, urls) {
                             `${this.delay().toFixed(2)} s behind your voice`;
     }
 
-    show() {  // every screen refresh: the newest frame whose time has come
+    show() {  // every screen refresh (a software renderer's: SOFTWARE_DRAWS a second): the newest frame due
       if (this.closed && !this.queue.length) return;
+      requestAnimationFrame(() => this.show());
       const now = performance.now() / 1000, delay = this.queue.length ? this.delay() : 0;
+      if (this.player?.live?.software && now - this.drawn < 1 / SOFTWARE_DRAWS) return;
       let due = null;
       while (this.queue.length && this.heardAt(Math.round(this.queue[0].frame * SAMPLE_RATE / this.fps)) +
              delay <= now) {
         due = this.queue.shift();
       }
-      if (due && this.pose) {
+      if (!due) return;
+      if (this.pose) {
         this.pose(due);
         this.player.live.drew(due.frame);
       }
-      if (due) panel.dataset.shown = String(due.frame);
-      requestAnimationFrame(() => this.show());
+      this.drawn = now;
+      panel.dataset.shown = String(due.frame);
     }
 
     stop() {

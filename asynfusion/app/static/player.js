@@ -61,9 +61,10 @@ export function mount(THREE, element, props, watch) {
   };
 
   let renderer;
+  const software = softwareRenderer();
   try {
     // Multisampling costs a software renderer (no GPU: SwiftShader, llvmpipe) 60 % more per frame
-    renderer = new THREE.WebGLRenderer({ canvas, antialias: !softwareRenderer() });
+    renderer = new THREE.WebGLRenderer({ canvas, antialias: !software });
   } catch (error) {
     setState("failed", "The 3D view needs WebGL, which this browser does not offer: the video follows below.");
     return;
@@ -359,6 +360,7 @@ export function mount(THREE, element, props, watch) {
   // Live mode (static/live.js) poses the body itself as its motion arrives: begin() hands the body over
   // (the speech and any result stop; one still loading is dropped), drew(frame) says a frame is posed.
   root.live = {
+    software,  // each frame drawn costs the CPU that makes the motion: live draws fewer
     begin() {
       loading++;
       audio.pause();
