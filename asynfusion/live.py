@@ -62,13 +62,19 @@ class LiveSession:
         self.window = pipeline.config.window_frames
         if self.window - self.chunk_frames - self.lookahead_frames < 1:
             raise InputError(f"chunk + lookahead must be shorter than the model's {self.window / FPS:.2f} s window")
-        self.audio = np.zeros(0, np.float32)
+        self._audio, self._heard = np.zeros(4 * SAMPLE_RATE, np.float32), 0  # grows by doubling (feed)
         self.features = {b: np.zeros((0, d), np.float32) for b, d in
                          (("expression", pipeline.config.expression_dim), ("gesture", pipeline.config.gesture_dim))}
         self.windows = 0
         self.ahead = {b: f[:0] for b, f in self.features.items()}  # the last window's frames past those it sent
         self.seconds_sampling = 0.0
         self.threads = pipeline.threads or sampling_threads()
+
+    @property
+    def audio(self) -> np.ndarray:
+        """The speech fed so far: a view of a buffer that doubles when full, so feeding 20 ms at a time
+        costs the same in the tenth minute of a take as in the first (no copy of everything heard)."""
+        return self._audio[:self._heard]
 
     @property
     def emitted(self) -> int:
@@ -81,7 +87,14 @@ class LiveSession:
 
     def feed(self, samples: np.ndarray) -> Motion | None:
         """Add 16 kHz mono audio; returns the motion frames that are now ready, or None."""
-        self.audio = np.concatenate([self.audio, np.asarray(samples, np.float32).reshape(-1)])
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        heard = self._heard + len(samples)
+        if heard > len(self._audio):
+            grown = np.zeros(max(heard, 2 * len(self._audio)), np.float32)
+            grown[:self._heard] = self._audio[:self._heard]
+            self._audio = grown
+        self._audio[self._heard:heard] = samples
+        self._heard = heard
         ready = self.heard_frames() - self.lookahead_frames
         if ready - self.emitted < self.chunk_frames:
             return None

@@ -130,3 +130,12 @@ def test_known_frames_come_out_as_they_went_in_and_the_rest_is_sampled(pipeline)
         for b in values:
             torch.testing.assert_close(out[b][:, :12], values[b][:, :12], atol=1e-4, rtol=1e-4)
             assert not torch.allclose(out[b][:, 12:], free[b][:, 12:])  # the rest is made to follow them
+
+
+def test_the_speech_fed_is_kept_whole_across_the_buffer_growing(pipeline, speech_like):
+    session = LiveSession(pipeline, "async-lcm")
+    samples = speech_like(9.0)                       # past the first 4 s buffer, twice
+    for offset in range(0, len(samples), 333):      # odd block sizes, as a browser may send
+        session.feed(samples[offset:offset + 333])
+    assert np.array_equal(session.audio, samples.astype(np.float32))
+    assert session.heard_frames() == 270
