@@ -5,8 +5,11 @@ made, the session samples one window that ends at the newest audio and keeps the
 it back: every frame it sends was made with that much of the speech after it heard (the mouth opens
 before a stressed syllable; a stroke anticipates it). The window *continues* the motion already sent:
 the frames already shown are given to the network as known frames (model.py, `continuation`) and kept
-as they are at every step (sampler.step_velocity), and the first new frames fade in from the previous
-window's own version of them (its lookahead), so the new frames join the old ones without a seam.
+as they are at every step (sampler.step_velocity), and the small step the new frames start with is
+settled out over the 16 frames after it (pipeline.settle_edges, as long clips join their windows), so
+the new frames join the old ones without a seam. (Fading the new frames in from the previous window's
+lookahead instead, as before, left a hitch every chunk: on the real take the steps rose to 1.8x the
+mean six frames after each boundary, where the fade ended; settled, no phase is above 1.2x.)
 A frame's latency is the chunk it waits for, plus the lookahead, plus the sampling time.
 
     window:      |-- known (shown) --|-- new, sent now --|-- lookahead --|
@@ -30,10 +33,11 @@ from .diffusion.sampler import sample
 from .errors import InputError
 from .model import known_frames
 from .motion import FPS, Motion, features_to_motion
-from .pipeline import Pipeline, sampling_threads
+from .pipeline import Pipeline, sampling_threads, settle_edges
 from .request import Request
 from .seeding import NOISE, generator_for
 
+SETTLE_FRAMES = 16      # the step into the new frames is taken out over this many (pipeline.settle_edges)
 MAX_PREFIX = 48         # known frames the network was trained to continue from (training/train.py)
 CONTEXT_FRAMES = 30     # audio before the window that its features see (the encoder's onsets, deltas)
 BLOCK_S = 0.02          # a microphone's buffer: stream_file feeds audio in blocks of this length
@@ -66,7 +70,6 @@ class LiveSession:
         self.features = {b: np.zeros((0, d), np.float32) for b, d in
                          (("expression", pipeline.config.expression_dim), ("gesture", pipeline.config.gesture_dim))}
         self.windows = 0
-        self.ahead = {b: f[:0] for b, f in self.features.items()}  # the last window's frames past those it sent
         self.seconds_sampling = 0.0
         self.threads = pipeline.threads or sampling_threads()
 
@@ -142,14 +145,8 @@ class LiveSession:
         self.seconds_sampling += time.perf_counter() - began
         self.windows += 1
         for b in BRANCHES:
-            new = x[b][0, prefix:new_end - start].float().cpu().numpy()
-            # the last window already made these frames as its lookahead, continuing what it sent: fade from
-            # its version to this one, so the join is as smooth inside a window as across
-            ahead = self.ahead[b][:len(new)]
-            fade = ((np.arange(len(ahead)) + 1) / (len(ahead) + 1))[:, None]
-            new[:len(ahead)] = (1 - fade) * ahead + fade * new[:len(ahead)]
-            self.features[b] = np.concatenate([self.features[b], new])
-            self.ahead[b] = x[b][0, new_end - start:].float().cpu().numpy()
+            window = settle_edges(x[b][0].float().cpu().numpy(), mask[0].numpy(), SETTLE_FRAMES)
+            self.features[b] = np.concatenate([self.features[b], window[prefix:new_end - start]])
 
     def _audio_features(self, start: int, end: int) -> torch.Tensor:
         """(1, end - start, A) normalized audio features of frames [start, end), with some audio before."""
