@@ -50,6 +50,24 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint(data, tmp_path, tiny_c
     assert trained.item() < fresh.item()
 
 
+def test_a_batch_draws_the_asked_share_of_windows_with_pauses():
+    from asynfusion.training.loop import TrainingData
+
+    pause = torch.zeros(100, 8, dtype=torch.bool)
+    pause[:5, 3:6] = True                                   # 5 of 100 windows hold a settled pause
+    data = TrainingData(torch.zeros(100, 8, 1), torch.zeros(100, 8, 1), torch.zeros(100, 8, 1),
+                        torch.zeros(100, dtype=torch.long), pause, None, "arkit")
+
+    def share(fraction):
+        index = torch.cat([data.draw(64, torch.Generator().manual_seed(step), fraction) for step in range(20)])
+        return pause[index].any(1).float().mean().item()
+    assert share(0.0) < 0.12                                 # uniform: about 5 %
+    assert 0.3 <= share(0.3) < 0.42                          # at least the asked 30 %, plus the uniform draws'
+    # no share asked: the very draws of a plain randint, so older runs replay unchanged
+    assert torch.equal(data.draw(64, torch.Generator().manual_seed(3)),
+                       torch.randint(0, 100, (64,), generator=torch.Generator().manual_seed(3)))
+
+
 def test_settled_pauses_weigh_more_in_the_loss(data, tiny_config):
     from asynfusion.diffusion.schedule import NoiseSchedule
     from asynfusion.model import AsynFusionModel

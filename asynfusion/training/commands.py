@@ -15,7 +15,7 @@ def cmd_train(args) -> None:
                                **given(args, "width", "depth", "heads", "interaction", "num_speakers"))
     config = TrainConfig(data=args.data, out=args.out, bf16=training_bf16(args), init=args.init,
                          **given(args, "steps", "batch_size", "lr", "seed", "save_every", "threads", "pause_weight",
-                                 "audio_dropout", "guidance", "guidance_max_t"))
+                                 "pause_windows", "audio_dropout", "guidance", "guidance_max_t"))
     info = {"trained_on": args.trained_on or f"{'built-in corpus' if space == 'arkit' else 'BEAT2'} at {args.data}"}
     print(f"checkpoint written to {train(config, model_config, info)}")
 
@@ -41,7 +41,8 @@ def cmd_fold_guidance(args) -> None:
     from .fold import FoldConfig, fold_guidance
 
     config = FoldConfig(data=args.data, checkpoint=args.checkpoint, out=args.out or args.checkpoint,
-                        bf16=training_bf16(args), **given(args, "steps", "batch_size", "lr", "seed", "threads"))
+                        bf16=training_bf16(args),
+                        **given(args, "steps", "batch_size", "lr", "seed", "threads", "pause_windows"))
     print(f"checkpoint with the guidance folded into its LCM weights written to {fold_guidance(config)}")
 
 
@@ -51,7 +52,8 @@ def cmd_distill(args) -> None:
     config = DistillConfig(data=args.data, teacher=args.teacher, out=args.out or args.teacher,
                            bf16=training_bf16(args),
                            sample_guidance=guidance_table(args.sample_guidance),
-                           **given(args, "steps", "batch_size", "lr", "seed", "threads", "guidance", "guidance_max_t"))
+                           **given(args, "steps", "batch_size", "lr", "seed", "threads", "guidance", "guidance_max_t",
+                                   "pause_windows"))
     print(f"distilled checkpoint written to {distill(config)}")
 
 
@@ -85,8 +87,8 @@ def add_training_commands(commands, precision_option) -> None:
     # unset options keep the defaults of TrainConfig (training/train.py) and ModelConfig (config.py)
     for option, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--width", int), ("--depth", int),
                          ("--heads", int), ("--num-speakers", int), ("--save-every", int), ("--threads", int),
-                         ("--seed", int), ("--pause-weight", float), ("--audio-dropout", float),
-                         ("--guidance", float), ("--guidance-max-t", int)):
+                         ("--seed", int), ("--pause-weight", float), ("--pause-windows", float),
+                         ("--audio-dropout", float), ("--guidance", float), ("--guidance-max-t", int)):
         p.add_argument(option, type=kind, default=None)
     p.add_argument("--interaction", choices=INTERACTIONS, default=None)
     p.add_argument("--expression-coeffs", type=int, default=None, help="default: 52 (ARKit corpus) or 100 (BEAT2)")
@@ -105,6 +107,7 @@ def add_training_commands(commands, precision_option) -> None:
     for option in ("--steps", "--batch-size", "--threads", "--seed"):  # unset: DistillConfig's defaults
         p.add_argument(option, type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--pause-windows", type=float, default=None, help="as train's")
     p.add_argument("--guidance", type=float, default=None,
                    help="the teacher's classifier-free guidance scale (default: the one its checkpoint names)")
     p.add_argument("--guidance-max-t", type=int, default=None,
@@ -119,7 +122,8 @@ def add_training_commands(commands, precision_option) -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--checkpoint", required=True, help="a distilled checkpoint whose LCM samplers are guided")
     p.add_argument("--out", default=None, help="default: replace the checkpoint's lcm.safetensors")
-    for option, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--seed", int), ("--threads", int)):
+    for option, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--seed", int), ("--threads", int),
+                         ("--pause-windows", float)):
         p.add_argument(option, type=kind, default=None)
     precision_option(p, "folding")
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")

@@ -55,6 +55,7 @@ class DistillConfig:
     sample_guidance: dict | None = None
     prefix_fraction: float = 0.5   # with model continuation, as in training (train.py)
     max_prefix: int = 48
+    pause_windows: float = 0.0     # as in training (train.py)
 
 
 def grid_pairs(solver_steps: int, num_train_timesteps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +106,7 @@ def distill(config: DistillConfig) -> Path:
     started = time.perf_counter()
     for step in range(start, config.steps):
         generator = generator_for(config.seed, DISTILL_BATCH, step, rank)
-        index = torch.randint(0, len(data.expression), (config.batch_size,), generator=generator)
+        index = data.draw(config.batch_size, generator, config.pause_windows)
         x0, audio, speaker = data.batch(index)
         t, s, x_t = {}, {}, {}
         for b in BRANCHES:

@@ -50,6 +50,7 @@ class FoldConfig:
     threads: int = 0
     prefix_fraction: float = 0.5   # with model continuation, as in training (train.py)
     max_prefix: int = 48
+    pause_windows: float = 0.0     # as in training (train.py)
 
 
 def fold_guidance(config: FoldConfig) -> Path:
@@ -76,7 +77,7 @@ def fold_guidance(config: FoldConfig) -> Path:
     started = time.perf_counter()
     for step in range(start, config.steps):
         generator = generator_for(config.seed, FOLD_BATCH, step)
-        index = torch.randint(0, len(data.expression), (config.batch_size,), generator=generator)
+        index = data.draw(config.batch_size, generator, config.pause_windows)
         x0, audio, speaker = data.batch(index)
         t = {b: grids[b][torch.randint(0, len(grids[b]), (config.batch_size,), generator=generator)] for b in BRANCHES}
         x_t = {b: schedule.add_noise(x0[b], torch.randn(x0[b].shape, generator=generator), t[b]) for b in BRANCHES}

@@ -34,6 +34,17 @@ class TrainingData:
     stats: NormStats
     expression_space: str
 
+    def draw(self, batch_size: int, generator: torch.Generator, pause_windows: float = 0.0) -> torch.Tensor:
+        """(batch_size,) random window indices; `pause_windows` of them drawn among the windows holding
+        settled-pause frames (3 % of the corpus's frames, in a sixth of its windows: drawn uniformly,
+        the network sees too few rests to learn that a speaker's arms settle in a pause)."""
+        index = torch.randint(0, len(self.expression), (batch_size,), generator=generator)
+        resting = self.pause.any(1).nonzero().squeeze(1)
+        count = round(batch_size * pause_windows) if len(resting) else 0
+        if count:
+            index[:count] = resting[torch.randint(0, len(resting), (count,), generator=generator)]
+        return index
+
     def batch(self, index: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         return {"expression": self.expression[index], "gesture": self.gesture[index]}, self.audio[index], \
             self.speaker[index]

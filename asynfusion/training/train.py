@@ -45,6 +45,7 @@ class TrainConfig:
     snr_gamma: float = 5.0         # min-SNR-gamma weighting of the noise loss (Hang et al. 2023); 0 = off
     same_timestep: float = 0.25    # fraction of samples where both branches share t (as at sync sampling)
     pause_weight: float = 5.0      # a settled-pause frame's weight in the gesture loss, relative to other frames
+    pause_windows: float = 0.0     # fraction of each batch drawn from windows with settled pauses (loop.py draw)
     audio_dropout: float = 0.15    # fraction of samples trained without audio: the unconditional model of guidance
     guidance: float = 3.0          # the guidance scale recorded for sampling (when audio_dropout > 0) ...
     guidance_max_t: int = 800      # ... at timesteps up to this one (diffusion/guidance.py)
@@ -191,7 +192,7 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
     for step in range(start, config.steps):
         # a generator per step and rank: resuming replays exactly the batches a straight run would see
         generator = generator_for(config.seed, TRAIN_BATCH, step, rank)
-        index = torch.randint(0, len(data.expression), (config.batch_size,), generator=generator)
+        index = data.draw(config.batch_size, generator, config.pause_windows)
         x0, audio, speaker = data.batch(index)
         weights = {"gesture": frame_weights(data.pause[index], config.pause_weight)}
         t = sample_timesteps(config.batch_size, model_config.num_train_timesteps, config.same_timestep, generator)
