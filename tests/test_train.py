@@ -101,6 +101,17 @@ def test_settled_pauses_weigh_more_in_the_loss(data, tiny_config):
                                 weights={"gesture": frame_weights(mask, 5.0)})[0]
              for mask in (torch.zeros_like(late), late)]
     assert costs[1] > costs[0]
+    # the velocity term alone can be raised: a target that moves only through the pause (the arms drifting
+    # where the capture rests them) costs more with velocity weights, and weights of 1 change nothing
+    drift = {b: x0[b].clone() for b in x0}
+    drift["gesture"][:, 24:] += torch.linspace(0, 1, 8).view(1, 8, 1)
+    weights = {"gesture": frame_weights(late, 5.0)}
+
+    def velocity_cost(velocity_weights):
+        return diffusion_loss(model, NoiseSchedule(), drift, audio, speaker, t, noise, False, weights=weights,
+                              velocity_weights=velocity_weights)[1]["g_velocity"]
+    assert velocity_cost({"gesture": weights["gesture"]}) == pytest.approx(velocity_cost(None))
+    assert velocity_cost({"gesture": weights["gesture"] * (1 + 29 * late)}) > 10 * velocity_cost(None)
 
 
 def test_resume_after_a_crash_matches_a_straight_run(data, tmp_path, monkeypatch, tiny_config):

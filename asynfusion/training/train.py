@@ -46,6 +46,7 @@ class TrainConfig:
     same_timestep: float = 0.25    # fraction of samples where both branches share t (as at sync sampling)
     pause_weight: float = 5.0      # a settled-pause frame's weight in the gesture loss, relative to other frames
     pause_windows: float = 0.0     # fraction of each batch drawn from windows with settled pauses (loop.py draw)
+    pause_velocity: float = 1.0    # the velocity term's extra weight on settled-pause frames (gesture): stillness
     audio_dropout: float = 0.15    # fraction of samples trained without audio: the unconditional model of guidance
     guidance: float = 3.0          # the guidance scale recorded for sampling (when audio_dropout > 0) ...
     guidance_max_t: int = 800      # ... at timesteps up to this one (diffusion/guidance.py)
@@ -119,10 +120,12 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
                    bf16: bool, snr_gamma: float = 0.0, prediction: str = "x0",
                    weights: dict[str, torch.Tensor] | None = None,
                    keep_audio: torch.Tensor | None = None,
-                   known: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                   known: dict[str, torch.Tensor] | None = None,
+                   velocity_weights: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 8-11 summed over both branches, the noise term min-SNR weighted and every term weighted per
-    frame by `weights[branch]` (B, W) where given; samples where `keep_audio` (B,) is False see no
-    audio; `known` gives frames the model continues from (model.denoise). Returns (loss, per-term log)."""
+    frame by `weights[branch]` (B, W) where given (the velocity term by `velocity_weights[branch]` where
+    that is given); samples where `keep_audio` (B,) is False see no audio; `known` gives frames the model
+    continues from (model.denoise). Returns (loss, per-term log)."""
     x_t = {b: schedule.add_noise(x0[b], noise[b], t[b]) for b in BRANCHES}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         output = model(x_t, t, audio, speaker, keep_audio, known)
@@ -134,6 +137,7 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
         w = (weights or {}).get(b)
         if w is None:
             w = torch.ones(x0[b].shape[:2])
+        w_velocity = (velocity_weights or {}).get(b, w)
 
         def per_frame(error: torch.Tensor, frame_weight: torch.Tensor) -> torch.Tensor:
             return (error.mean(2) * frame_weight).mean(1)  # (B, N, D) -> (B,)
@@ -141,7 +145,7 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
             "noise": (per_frame((noise_hat - noise[b]).pow(2), w)                                   # eq. 8
                       * noise_loss_weights(schedule, t[b], snr_gamma)).mean(),
             "velocity": per_frame((x0_hat[:, 1:] - x0_hat[:, :-1]                                   # eq. 9
-                                   - (x0[b][:, 1:] - x0[b][:, :-1])).pow(2), w[:, 1:]).mean(),
+                                   - (x0[b][:, 1:] - x0[b][:, :-1])).pow(2), w_velocity[:, 1:]).mean(),
             "huber": per_frame(F.huber_loss(x0_hat, x0[b], delta=1.0, reduction="none"), w).mean(),  # eq. 10
         }
         total = total + sum(LOSS_WEIGHTS[k] * value for k, value in terms.items())                 # eq. 11
@@ -195,13 +199,16 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         index = data.draw(config.batch_size, generator, config.pause_windows)
         x0, audio, speaker = data.batch(index)
         weights = {"gesture": frame_weights(data.pause[index], config.pause_weight)}
+        # a drift of the arms through a pause costs the x0 terms little; its velocity error, raised, does
+        velocity_weights = {"gesture": weights["gesture"] * (1 + (config.pause_velocity - 1) * data.pause[index])}
         t = sample_timesteps(config.batch_size, model_config.num_train_timesteps, config.same_timestep, generator)
         noise = {b: torch.randn(x0[b].shape, generator=generator) for b in BRANCHES}
         keep_audio = torch.rand(config.batch_size, generator=generator) >= config.audio_dropout \
             if config.audio_dropout else None
         known = random_known(x0, model_config, config.prefix_fraction, config.max_prefix, generator)
         loss, log = diffusion_loss(network, schedule, x0, audio, speaker, t, noise, config.bf16, config.snr_gamma,
-                                   model_config.prediction, weights, keep_audio, known)
+                                   model_config.prediction, weights, keep_audio, known,
+                                   velocity_weights)
         optimize(loss, model, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
                  ema, min(config.ema_decay, (1 + step) / (10 + step)))
         bar.update(1)
