@@ -88,12 +88,17 @@ def cmd_stream(args) -> None:
     from .live import LiveSession, stream_file
     from .motion import save_motion
     from .pipeline import Pipeline
+    from .settings import LiveSettings
 
     out = _check_output(args.output, ".npz")
     samples = load_audio(args.audio, args.max_seconds)
     pipeline = Pipeline(args.checkpoint, args.precision)
-    session = LiveSession(pipeline, args.sampler, args.steps_expression, args.steps_gesture, args.seed,
-                          args.chunk, args.lookahead)
+    env = LiveSettings.from_env()  # each option left out: its ASYNFUSION_LIVE_* setting, else the default
+    live = LiveSettings(env.chunk_s if args.chunk is None else args.chunk,
+                        env.lookahead_s if args.lookahead is None else args.lookahead,
+                        env.shown_frames if args.shown is None else args.shown,
+                        env.known_frames if args.known is None else args.known)
+    session = LiveSession(pipeline, args.sampler, args.steps_expression, args.steps_gesture, args.seed, live=live)
     report = stream_file(session, samples)
     save_motion(out, session.motion())
     if args.json:
@@ -101,7 +106,8 @@ def cmd_stream(args) -> None:
         return
     print(f"{out}: {report.frames} frames streamed in {report.windows} windows of {report.sampler} "
           f"{report.steps_expression}/{report.steps_gesture} ({report.chunk_s:.2f} s chunks, "
-          f"{report.lookahead_s:.2f} s lookahead, {pipeline.precision}); latency p50 {report.latency_p50_s:.2f} s, "
+          f"{report.lookahead_s:.2f} s lookahead, {report.known_frames} of {report.shown_frames} shown frames known, "
+          f"{pipeline.precision}); latency p50 {report.latency_p50_s:.2f} s, "
           f"p95 {report.latency_p95_s:.2f} s; {'kept up' if report.kept_up else 'FELL BEHIND'} "
           f"(at worst {report.max_behind_s:.2f} s behind the audio)")
 
@@ -206,9 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio")
     p.add_argument("-o", "--output", required=True, help="motion .npz to write (the whole take)")
     sampling_options(p)
-    p.add_argument("--chunk", type=float, default=0.5, help="seconds of new motion made at a time")
-    p.add_argument("--lookahead", type=float, default=0.2,
-                   help="seconds of speech heard after a frame before it is sent")
+    p.add_argument("--chunk", type=float, default=None,
+                   help="seconds of new motion made at a time (ASYNFUSION_LIVE_CHUNK, 0.5)")
+    p.add_argument("--lookahead", type=float, default=None,
+                   help="seconds of speech heard after a frame before it is sent (ASYNFUSION_LIVE_LOOKAHEAD, 0.2)")
+    p.add_argument("--shown", type=int, default=None,
+                   help="frames already shown that each window starts with (ASYNFUSION_LIVE_SHOWN, 48; 43 fit)")
+    p.add_argument("--known", type=int, default=None,
+                   help="the newest of them kept as known, the rest sampled anew (ASYNFUSION_LIVE_KNOWN, 12)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     common(p)
     p.set_defaults(run=cmd_stream)

@@ -4,20 +4,30 @@ The microphone's audio is fed to a LiveSession as it arrives. Whenever `chunk_s`
 made, the session samples one window that ends at the newest audio and keeps the last `lookahead_s` of
 it back: every frame it sends was made with that much of the speech after it heard (the mouth opens
 before a stressed syllable; a stroke anticipates it). The window *continues* the motion already sent:
-the frames already shown are given to the network as known frames (model.py, `continuation`) and kept
-as they are at every step (sampler.step_velocity), and the small step the new frames start with is
-settled out over the 16 frames after it (pipeline.settle_edges, as long clips join their windows), so
-the new frames join the old ones without a seam. (Fading the new frames in from the previous window's
-lookahead instead, as before, left a hitch every chunk: on the real take the steps rose to 1.8x the
-mean six frames after each boundary, where the fade ended; settled, no phase is above 1.2x.)
-A frame's latency is the chunk it waits for, plus the lookahead, plus the sampling time.
+the newest frames already shown are given to the network as known frames (model.py, `continuation`)
+and kept as they are at every step (sampler.step_velocity), and the small step the new frames start
+with is settled out over the 16 frames after it (pipeline.settle_edges, as long clips join their
+windows), so the new frames join the old ones without a seam. (Fading the new frames in from the
+previous window's lookahead instead, as before, left a hitch every chunk: on the real take the steps
+rose to 1.8x the mean six frames after each boundary, where the fade ended; settled, no phase is above 1.2x.)
 
-    window:      |-- known (shown) --|-- new, sent now --|-- lookahead --|
-                 S                emitted                E               A (newest audio)
+Only the newest `known_frames` (12) of the shown frames a window starts with are known; the older ones
+are in the window, sampled anew and thrown away. Shown all 43 as known, checkpoint v6 kept the new
+frames close to them: streamed motion moved 0.71-0.74x as fast as offline motion on the same speech,
+the wrists' p95 0.70-0.74x. 12 known: speed 0.96-1.05x, wrists 0.91-1.10x (the real take, bf16 and
+fp32, seeds 0 and 1; 16 known: speed 0.90-1.00x, 8: 1.11x, 4: 1.22x, fp32). The window keeps its
+trained length: starting it at the known frames instead (16 shown, all known) made it 37 frames long
+and the motion 0.80x.
+
+    window:  |-- shown, sampled anew --|-- known (shown) --|-- new, sent now --|-- lookahead --|
+             S                                          emitted                E               A (newest audio)
+
+A frame's latency is the chunk it waits for, plus the lookahead, plus the sampling time.
 
 `stream_file` feeds a file through the same path at the pace a microphone would and measures each
 frame's latency: the wall time the frame is ready to send, less the wall time the audio at the
-frame's instant was fed in.
+frame's instant was fed in. The settings (chunk, lookahead, shown and known frames) are LiveSettings,
+ASYNFUSION_LIVE_* in the environment (settings.py).
 """
 
 import time
@@ -36,9 +46,9 @@ from .motion import FPS, Motion, features_to_motion
 from .pipeline import Pipeline, sampling_threads, settle_edges
 from .request import Request
 from .seeding import NOISE, generator_for
+from .settings import LiveSettings
 
 SETTLE_FRAMES = 16      # the step into the new frames is taken out over this many (pipeline.settle_edges)
-MAX_PREFIX = 48         # known frames the network was trained to continue from (training/train.py)
 CONTEXT_FRAMES = 30     # audio before the window that its features see (the encoder's onsets, deltas)
 BLOCK_S = 0.02          # a microphone's buffer: stream_file feeds audio in blocks of this length
 
@@ -49,10 +59,15 @@ def frame_sample(frame: int) -> int:
 
 
 class LiveSession:
-    """Motion for speech that arrives piece by piece; `feed` returns the frames that became ready."""
+    """Motion for speech that arrives piece by piece; `feed` returns the frames that became ready.
+    `live` (default: LiveSettings.from_env()) sets how; `chunk_s` and `lookahead_s` override its own."""
 
     def __init__(self, pipeline: Pipeline, sampler: str = DEFAULT_SAMPLER, steps_expression: int | None = None,
-                 steps_gesture: int | None = None, seed: int = 0, chunk_s: float = 0.5, lookahead_s: float = 0.2):
+                 steps_gesture: int | None = None, seed: int = 0, chunk_s: float | None = None,
+                 lookahead_s: float | None = None, live: LiveSettings | None = None):
+        live = live or LiveSettings.from_env()
+        chunk_s = live.chunk_s if chunk_s is None else chunk_s
+        lookahead_s = live.lookahead_s if lookahead_s is None else lookahead_s
         self.request = Request(np.zeros(0, np.float32), sampler, steps_expression, steps_gesture, seed)
         self.pipeline = pipeline
         self.model = pipeline.checkpoint.model_for(self.request.spec.weights)
@@ -63,6 +78,8 @@ class LiveSession:
             raise InputError(f"chunk must be 0.05-2 s and lookahead 0-1 s, got {chunk_s} and {lookahead_s}")
         self.chunk_frames = max(1, round(chunk_s * FPS))
         self.lookahead_frames = round(lookahead_s * FPS)
+        self.shown_frames = live.shown_frames
+        self.known_frames = min(live.known_frames, live.shown_frames)
         self.window = pipeline.config.window_frames
         if self.window - self.chunk_frames - self.lookahead_frames < 1:
             raise InputError(f"chunk + lookahead must be shorter than the model's {self.window / FPS:.2f} s window")
@@ -122,20 +139,21 @@ class LiveSession:
 
     def _window(self, end: int) -> None:
         heard = self.heard_frames()
-        # as many known frames as leave room for a chunk and its lookahead (and as training showed)
-        prefix = min(self.emitted, MAX_PREFIX, self.window - self.chunk_frames - self.lookahead_frames)
-        start = self.emitted - prefix
+        # as many shown frames as leave room for a chunk and its lookahead; the newest `kept` of them known
+        shown = min(self.emitted, self.shown_frames, self.window - self.chunk_frames - self.lookahead_frames)
+        kept = min(shown, self.known_frames)
+        start = self.emitted - shown
         stop = min(heard, start + self.window)                        # the window: [start, stop)
         new_end = min(end, stop - min(self.lookahead_frames, heard - end))  # keep the lookahead heard after
         frames = stop - start
         audio = self._audio_features(start, stop)                                      # (1, frames, A)
         mask = torch.zeros(1, frames, dtype=torch.bool)
-        mask[:, :prefix] = True
+        mask[:, shown - kept:shown] = True
         known = {}
         for b in BRANCHES:
-            shown = np.zeros((frames, self.features[b].shape[1]), np.float32)
-            shown[:prefix] = self.features[b][start:]
-            known[b] = known_frames(torch.from_numpy(shown)[None], mask).to(self.pipeline.device)
+            values = np.zeros((frames, self.features[b].shape[1]), np.float32)
+            values[:shown] = self.features[b][start:]
+            known[b] = known_frames(torch.from_numpy(values)[None], mask).to(self.pipeline.device)
         generator = generator_for(self.request.seed, NOISE, self.windows)
         torch.set_num_threads(self.threads)
         began = time.perf_counter()
@@ -146,7 +164,7 @@ class LiveSession:
         self.windows += 1
         for b in BRANCHES:
             window = settle_edges(x[b][0].float().cpu().numpy(), mask[0].numpy(), SETTLE_FRAMES)
-            self.features[b] = np.concatenate([self.features[b], window[prefix:new_end - start]])
+            self.features[b] = np.concatenate([self.features[b], window[shown:new_end - start]])
 
     def _audio_features(self, start: int, end: int) -> torch.Tensor:
         """(1, end - start, A) normalized audio features of frames [start, end), with some audio before."""
@@ -178,6 +196,8 @@ class StreamReport:
     max_behind_s: float     # how far it fell behind at worst
     chunk_s: float
     lookahead_s: float
+    shown_frames: int       # shown frames each window starts with (once that many are shown)
+    known_frames: int       # the newest of them kept as known
     frames: int
     windows: int
     seconds_sampling: float
@@ -234,6 +254,8 @@ def stream_file(session: LiveSession, samples: np.ndarray, realtime: bool = True
         latency_max_s=round(float(latencies.max()), 4),
         kept_up=behind <= session.chunk_frames / FPS, max_behind_s=round(behind, 4),
         chunk_s=session.chunk_frames / FPS, lookahead_s=session.lookahead_frames / FPS,
+        shown_frames=min(session.shown_frames, session.window - session.chunk_frames - session.lookahead_frames),
+        known_frames=session.known_frames,
         frames=session.emitted, windows=session.windows, seconds_sampling=round(session.seconds_sampling, 3),
         audio_seconds=round(len(samples) / SAMPLE_RATE, 3), sampler=spec.sampler,
         steps_expression=spec.steps_expression, steps_gesture=spec.steps_gesture,

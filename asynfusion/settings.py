@@ -17,6 +17,10 @@
     RANK, WORLD_SIZE           set by torchrun: this process's rank and the number of training processes
     PYOPENGL_PLATFORM          egl | osmesa: the OpenGL platform of the renderer (default: chosen by probing)
     OPENBLAS_NUM_THREADS       numpy's and scipy's BLAS threads; the CLI and the app make it 1 unless set
+    ASYNFUSION_LIVE_CHUNK      live: seconds of new motion made at a time (0.5; LiveSettings)
+    ASYNFUSION_LIVE_LOOKAHEAD  live: seconds of speech heard after a frame before it is sent (0.2)
+    ASYNFUSION_LIVE_SHOWN      live: frames already shown that each window starts with (48; at most 43 fit)
+    ASYNFUSION_LIVE_KNOWN      live: the newest of those kept as known; the older are sampled anew (12)
 
 Host and port are Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, read by `launch()` itself.
 The functions below read a variable when called (not at import), so a test or a caller can set it first.
@@ -26,7 +30,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import InputError
@@ -162,6 +166,33 @@ class Settings:
             keep_seconds=number("ASYNFUSION_KEEP_SECONDS", default.keep_seconds, int, 60),
             max_upload=env.get("ASYNFUSION_MAX_UPLOAD") or default.max_upload,
         )
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How the live path (asynfusion/live.py) samples; each ASYNFUSION_LIVE_* variable overrides one field."""
+
+    chunk_s: float = 0.5        # ASYNFUSION_LIVE_CHUNK: seconds of new motion made at a time
+    lookahead_s: float = 0.2    # ASYNFUSION_LIVE_LOOKAHEAD: seconds of speech heard after a frame before it is sent
+    # frames already shown that a window starts with (at most what leaves room for a chunk and its lookahead:
+    # 43 of v6's 64), so it keeps the length it was trained at; ASYNFUSION_LIVE_SHOWN
+    shown_frames: int = 48
+    # the newest of them given to the network as known and kept; the older ones are sampled anew. All 43
+    # known, v6's streamed motion moved 0.71-0.74x as fast as offline; 12: 0.96-1.05x (live.py);
+    # ASYNFUSION_LIVE_KNOWN
+    known_frames: int = 12
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "LiveSettings":
+        """LiveSettings from the environment; an unusable value is an InputError naming the variable."""
+        default = cls()
+        return cls(chunk_s=_number("ASYNFUSION_LIVE_CHUNK", default.chunk_s, float, 0.05, environ),
+                   lookahead_s=_number("ASYNFUSION_LIVE_LOOKAHEAD", default.lookahead_s, float, 0.0, environ),
+                   shown_frames=_number("ASYNFUSION_LIVE_SHOWN", default.shown_frames, int, 1, environ),
+                   known_frames=_number("ASYNFUSION_LIVE_KNOWN", default.known_frames, int, 1, environ))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def on_space(environ: Mapping[str, str] | None = None) -> bool:

@@ -13,6 +13,7 @@ from asynfusion.errors import InputError
 from asynfusion.live import BLOCK_S, LiveSession, frame_sample, stream_file
 from asynfusion.motion import load_motion
 from asynfusion.pipeline import Pipeline
+from asynfusion.settings import LiveSettings
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_frames_come_a_chunk_at_a_time_behind_the_lookahead_and_all_come_out(pip
     assert session.windows == len(pieces) + 1 and session.finish() is None
 
 
-def test_each_window_continues_the_frames_already_shown(pipeline, speech_like, monkeypatch):
+def test_each_window_continues_the_newest_frames_already_shown(pipeline, speech_like, monkeypatch):
     import asynfusion.live as live
 
     seen = []
@@ -53,18 +54,54 @@ def test_each_window_continues_the_frames_already_shown(pipeline, speech_like, m
         return real_sample(model, audio, spec, steps, known=known, **kwargs)
 
     monkeypatch.setattr(live, "sample", spy)
-    session = LiveSession(pipeline, "sync-lcm", chunk_s=0.3, lookahead_s=0.1)   # 9 + 3 of 32 frames
+    settings = LiveSettings(chunk_s=0.3, lookahead_s=0.1, shown_frames=48, known_frames=12)  # 9 + 3 of 32
+    session = LiveSession(pipeline, "sync-lcm", live=settings)
     session.feed(speech_like(1.5))   # 45 frames heard at once: several windows catch up
     assert len(seen) >= 3 and session.emitted == 42
-    session.feed(speech_like(0.5, seed=1))
+    windows = len(seen)
+    session.feed(speech_like(0.3, seed=1))   # a chunk more: one window
+    assert len(seen) == windows + 1
     frames, sent_before, known = seen[-1]
-    shown = known["gesture"][0, :, -1].bool()
-    prefix = int(shown.sum())
-    assert frames <= 32 and prefix == 32 - 9 - 3 and shown[:prefix].all() and not shown[prefix:].any()
+    mask = known["gesture"][0, :, -1].bool()
+    # the window starts with as many shown frames as fit (32 - 9 - 3), so it keeps the model's length;
+    # the newest 12 are known, the 8 before them sampled anew
+    assert frames == 32 and mask[8:20].all() and not mask[:8].any() and not mask[20:].any()
     # the known values are the normalized features sent before, in place
-    np.testing.assert_allclose(known["gesture"][0, :prefix, :-1].numpy(),
-                               session.features["gesture"][sent_before - prefix:sent_before])
-    assert not known["gesture"][0, prefix:].any()
+    np.testing.assert_allclose(known["gesture"][0, 8:20, :-1].numpy(),
+                               session.features["gesture"][sent_before - 12:sent_before])
+    assert not known["gesture"][0, :8].any() and not known["gesture"][0, 20:].any()
+    # shown as known alone: a shorter window, every shown frame known
+    session = LiveSession(pipeline, "sync-lcm", live=LiveSettings(0.3, 0.1, shown_frames=5, known_frames=12))
+    session.feed(speech_like(1.5))
+    seen.clear()
+    session.feed(speech_like(0.3, seed=1))
+    [(frames, _, known)] = seen
+    assert frames == 5 + 9 + 3 and known["gesture"][0, :5, -1].all() and not known["gesture"][0, 5:, -1].any()
+
+
+def test_the_live_settings_come_from_the_environment(pipeline, monkeypatch):
+    assert LiveSettings.from_env({}) == LiveSettings()
+    env = {"ASYNFUSION_LIVE_CHUNK": "0.4", "ASYNFUSION_LIVE_LOOKAHEAD": "0.1", "ASYNFUSION_LIVE_SHOWN": "30",
+           "ASYNFUSION_LIVE_KNOWN": "8"}
+    assert LiveSettings.from_env(env) == LiveSettings(0.4, 0.1, 30, 8)
+    with pytest.raises(InputError, match="ASYNFUSION_LIVE_KNOWN"):
+        LiveSettings.from_env({"ASYNFUSION_LIVE_KNOWN": "many"})
+    with pytest.raises(InputError, match="ASYNFUSION_LIVE_CHUNK"):
+        LiveSettings.from_env({"ASYNFUSION_LIVE_CHUNK": "0"})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    session = LiveSession(pipeline, chunk_s=0.3)   # a session reads them; an argument overrides its own
+    assert (session.chunk_frames, session.lookahead_frames, session.shown_frames, session.known_frames) == (9, 3, 30, 8)
+
+
+def test_fed_faster_than_real_time_the_motion_is_the_same(pipeline, speech_like):
+    samples = speech_like(2.0)
+    takes = []
+    for realtime in (True, False):
+        session = LiveSession(pipeline, "async-lcm", live=LiveSettings(0.3, 0.2))
+        stream_file(session, samples, realtime=realtime)
+        takes.append(session.motion().poses)
+    np.testing.assert_array_equal(*takes)
 
 
 def test_a_checkpoint_that_cannot_continue_and_bad_settings_are_one_line_errors(pipeline, tmp_path,
