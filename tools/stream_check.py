@@ -1,7 +1,7 @@
 """Does the streamed motion move like the offline one on the same speech? (issue #22)
 
     .venv/bin/python tools/stream_check.py SPEECH [--checkpoint DIR] [--precision P] [--seed S]
-        [--chunk S] [--lookahead S] [--shown N] [--known N] [--fast]
+        [--chunk S] [--lookahead S] [--shown N] [--known N] [--fast] [--save STREAMED.npz]
 
 Streams SPEECH through the live path (asynfusion/live.py's stream_file, at a microphone's pace as
 `asynfusion stream` does; --fast feeds it as fast as it goes, which gives the same motion but no
@@ -37,7 +37,7 @@ from asynfusion.diffusion.registry import DEFAULT_SAMPLER  # noqa: E402
 from asynfusion.evaluation.metrics import jaw_opening, joint_positions, lip_sync  # noqa: E402
 from asynfusion.evaluation.realism import statistics  # noqa: E402
 from asynfusion.live import LiveSession, stream_file  # noqa: E402
-from asynfusion.motion import UPPER_BODY_JOINTS, Motion  # noqa: E402
+from asynfusion.motion import UPPER_BODY_JOINTS, Motion, save_motion  # noqa: E402
 from asynfusion.pipeline import Pipeline  # noqa: E402
 from asynfusion.request import Request  # noqa: E402
 from asynfusion.settings import LiveSettings  # noqa: E402
@@ -93,17 +93,20 @@ def compare(streamed: Motion, offline: Motion, samples: np.ndarray, boundaries: 
 
 
 def check(speech: str, checkpoint: str | None, precision: str | None, seed: int, live: LiveSettings,
-          sampler: str = DEFAULT_SAMPLER, realtime: bool = True, max_seconds: float = 70.0) -> dict:
-    """Stream `speech`, generate it offline, and return the JSON's figures."""
+          sampler: str = DEFAULT_SAMPLER, realtime: bool = True, max_seconds: float = 70.0,
+          save: str | None = None) -> dict:
+    """Stream `speech`, generate it offline, and return the JSON's figures (`save`: the streamed .npz)."""
     samples = load_audio(speech, max_seconds)
     pipeline = Pipeline(checkpoint, precision)
     session = LiveSession(pipeline, sampler, seed=seed, live=live)
     starts = []
     report = stream_file(session, samples, realtime=realtime,
                          on_frames=lambda piece: starts.append(session.emitted - piece.num_frames))
+    if save:
+        save_motion(save, session.motion())
     offline, _ = pipeline.generate(Request(samples, sampler, seed=seed), count_flops=False)
     result = {"speech": speech, "checkpoint": str(pipeline.checkpoint.path or "in-memory"), "seed": seed,
-              "realtime": realtime, **live.to_dict()}
+              "realtime": realtime, **live.to_dict(), "shown_frames": report.shown_frames}  # as many as fit
     if realtime:
         result.update(latency_p50_s=report.latency_p50_s, latency_p95_s=report.latency_p95_s,
                       latency_max_s=report.latency_max_s, kept_up=report.kept_up, max_behind_s=report.max_behind_s)
@@ -123,6 +126,7 @@ def main() -> None:
     parser.add_argument("--sampler", default=DEFAULT_SAMPLER)
     parser.add_argument("--max-seconds", type=float, default=70.0)
     parser.add_argument("--fast", action="store_true", help="feed as fast as it goes: motion figures only")
+    parser.add_argument("--save", default=None, help="also write the streamed motion to this .npz")
     default = LiveSettings.from_env()
     parser.add_argument("--chunk", type=float, default=default.chunk_s, help="seconds of new motion at a time")
     parser.add_argument("--lookahead", type=float, default=default.lookahead_s, help="seconds heard after a frame")
@@ -131,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     live = LiveSettings(args.chunk, args.lookahead, args.shown, args.known)
     print(json.dumps(check(args.speech, args.checkpoint, args.precision, args.seed, live, args.sampler,
-                           not args.fast, args.max_seconds)))
+                           not args.fast, args.max_seconds, args.save)))
 
 
 if __name__ == "__main__":
