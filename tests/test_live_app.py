@@ -240,3 +240,12 @@ def test_a_checkpoint_that_cannot_continue_refuses_each_take_in_one_line(tmp_pat
     with pytest.raises(InputError, match="--continuation"):
         takes.start()
     assert not takes.running
+
+
+def test_the_app_takes_its_chunk_and_lookahead_from_the_live_settings(monkeypatch):
+    from asynfusion.app.live_takes import LiveOptions
+
+    assert (LiveOptions().chunk_s, LiveOptions().lookahead_s) == (0.5, 0.2)
+    monkeypatch.setenv("ASYNFUSION_LIVE_CHUNK", "0.4")
+    monkeypatch.setenv("ASYNFUSION_LIVE_LOOKAHEAD", "0.1")
+    assert (LiveOptions().chunk_s, LiveOptions().lookahead_s) == (0.4, 0.1)   # as `asynfusion stream` reads them

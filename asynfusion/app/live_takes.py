@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ import numpy as np
 from ..audio import MIN_SECONDS, SAMPLE_RATE
 from ..errors import InputError
 from ..motion import FPS
-from ..settings import Settings
+from ..settings import LiveSettings, Settings
 
 IDLE_SECONDS = 5.0    # a take whose audio stops coming for this long is abandoned (the page went away)
 TAKE_PREFIX = "request-live-"  # handlers.remove_old_requests removes these folders with the rest, by age
@@ -45,8 +45,10 @@ class LiveOptions:
 
     max_seconds: float = 600.0   # a take stops itself (and is kept) after this much speech
     sessions: int = 1            # takes at once; on 2 cores a second one would make both fall behind
-    chunk_s: float = 0.5         # motion sent at a time (asynfusion/live.py)
-    lookahead_s: float = 0.2     # speech heard after the newest frame sent
+    # motion sent at a time, and speech heard after the newest frame sent: ASYNFUSION_LIVE_CHUNK / _LOOKAHEAD,
+    # as `asynfusion stream` reads them (settings.LiveSettings; asynfusion/live.py)
+    chunk_s: float = field(default_factory=lambda: LiveSettings.from_env().chunk_s)
+    lookahead_s: float = field(default_factory=lambda: LiveSettings.from_env().lookahead_s)
     idle_seconds: float = IDLE_SECONDS
 
 
