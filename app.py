@@ -5,7 +5,8 @@
 The page only lays things out; asynfusion.app.handlers does the work and returns file paths and tables,
 asynfusion.app.texts has the words, asynfusion.app.player is the 3D player, and the samplers come from
 asynfusion/diffusion/registry.py. The page's Generate shows the 3D player as soon as the motion is made,
-then the rendered video; the API's /generate returns the video, motion, timings and note at the end.
+then the rendered video (the player's animation comes past Gradio's queue: asynfusion.app.animations);
+the API's /generate returns the video, motion, timings and note at the end.
 Live (asynfusion.app.live_panel, live_route): the microphone's speech moves the player as it is heard,
 through routes beside Gradio's on the same server; a stopped take then comes as Generate's results do.
 """
@@ -16,7 +17,7 @@ import sys
 
 import gradio as gr
 
-from asynfusion.app import examples, handlers, live_panel, live_result, live_route, player, texts
+from asynfusion.app import animations, examples, handlers, live_panel, live_result, live_route, player, texts
 from asynfusion.diffusion.registry import DEFAULT_SAMPLER
 from asynfusion.errors import InputError
 from asynfusion.request import MAX_SEED
@@ -35,6 +36,7 @@ try:
     introduction = handlers.about(settings)  # loads the checkpoint: a bad path or setting stops here, in one line
     avatar_standing = handlers.warm_up(settings)  # and what the first Generate needs
     live_takes = live_panel.takes(settings)  # and a live take's first window
+    player_animations = animations.Animations()  # Generate's animation to the page, past Gradio's queue
 except InputError as error:
     sys.exit(f"app.py: {error}")
 # Cached example results depend on the checkpoint: a folder per checkpoint keeps old results from showing.
@@ -53,7 +55,7 @@ def generate(audio, sampler, steps_expression, steps_gesture, seed, trim, speake
 def generate_in_steps(audio, sampler, steps_expression, steps_gesture, seed, trim, speaker, progress=gr.Progress()):
     try:
         for result in handlers.generate_steps(audio, sampler, steps_expression, steps_gesture, seed, trim, speaker,
-                                              settings=settings, progress=progress):
+                                              settings=settings, progress=progress, animations=player_animations):
             # the 3D player's animation alone: the page has nothing else to update before the avatar moves
             rest = [gr.skip()] * 5 if result.player_only else [result.video, result.motion, result.exports,
                                                                result.timings, result.note]
@@ -162,4 +164,5 @@ demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
 
 if __name__ == "__main__":
     demo.launch(allowed_paths=[str(settings.work_dir)], max_file_size=settings.max_upload, css=NARROW_TABLES,
-                app_kwargs={"routes": live_route.routes(live_takes)})  # Live's, beside Gradio's own
+                # Live's and the player's animation's routes, beside Gradio's own
+                app_kwargs={"routes": live_route.routes(live_takes) + animations.routes(player_animations)})

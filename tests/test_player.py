@@ -5,6 +5,7 @@ while the speech plays, holds still when it is paused, shows the frame of the au
 takes a second result without fetching the body again, and the page does all of it with every request
 off this machine refused."""
 
+import asyncio
 import json
 import math
 import struct
@@ -17,6 +18,7 @@ import pytest
 import soundfile
 
 from asynfusion.app import handlers
+from asynfusion.app.animations import Animations
 from asynfusion.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -65,8 +67,9 @@ def test_generate_steps_gives_the_player_first_then_the_video(settings, tmp_path
     assert moving.player_only and moving.player == first.player and moving.exports == []
 
     assert first.video is None and Path(first.motion).exists()
-    body, speech, frames, animation = first.player
+    body, speech, frames, animation, stream = first.player
     assert (body, speech) == waiting.player[:2] and glb_header(body) == (b"glTF", 2) and frames == 45
+    assert stream is None  # no route to the page: the animation came as a result of its own
     header = read_animation(animation)
     assert header["frames"] == 45 and len(header["joints"]) == 55 and header["fps"] == FPS
     assert Path(animation).stat().st_size < Path(body).stat().st_size / 10  # the result alone, no body
@@ -111,6 +114,33 @@ def test_the_motion_is_made_while_the_page_takes_the_speech(settings, tmp_path, 
     steps.close()
     handlers.generate(str(audio), "async-lcm", seed=2, settings=settings)
     assert threads[0] is not threading.current_thread() and threads[1] is threading.current_thread()
+
+
+def test_with_a_route_the_animation_goes_to_the_page_past_the_results(settings, tmp_path, speech_like):
+    """Given the app's Animations, the speech's result names a stream, and the animation made is handed to
+    the request waiting on it, byte for byte the file the later results carry; no result of its own."""
+    audio = tmp_path / "speech.wav"
+    soundfile.write(audio, speech_like(1.5), 16_000)
+    animations = Animations()
+    waiting, first, last = handlers.generate_steps(str(audio), "async-lcm", seed=2, settings=settings,
+                                                   animations=animations)
+    assert waiting.player.stream.startswith("player/animation/") and waiting.player.animation is None
+    assert not any(result.player_only for result in (waiting, first, last))
+    assert first.player.stream == last.player.stream == waiting.player.stream
+    token = waiting.player.stream.rsplit("/", 1)[-1]
+    assert asyncio.run(animations.wait(token)) == Path(first.player.animation).read_bytes()
+    assert read_animation(first.player.animation)["frames"] == 45
+    assert asyncio.run(animations.wait(token)) is None  # handed out once
+
+
+def test_a_stream_never_delivered_times_out_and_an_unknown_one_is_refused():
+    animations = Animations()
+    token = animations.expect().rsplit("/", 1)[-1]
+    with pytest.raises(TimeoutError):
+        asyncio.run(animations.wait(token, timeout=0.05))
+    assert asyncio.run(animations.wait("no-such-token")) is None
+    animations.deliver(f"player/animation/{token}", b"late")  # the page may come after the motion
+    assert asyncio.run(animations.wait(token)) == b"late"
 
 
 def test_warm_up_writes_the_body_standing_still(settings):
@@ -280,8 +310,9 @@ def test_the_outfit_and_a_second_result_without_the_body_again(browser, app_url,
         assert seek(page, state["duration"])["frame"] == round(seconds * FPS) - 1  # and its animation
 
     bodies = [path for path in requests if path.endswith(".glb")]
-    animations = [path for path in requests if path.endswith(".animation.bin")]
-    assert len(bodies) == 1 and len(animations) == 2, (bodies, animations)
+    animations = [path for path in requests if "/player/animation/" in path]  # past Gradio's queue
+    files = [path for path in requests if path.endswith(".animation.bin")]  # the same, later, as a file: unused
+    assert len(bodies) == 1 and len(animations) == 2 and not files, (bodies, animations, files)
     page.context.close()
 
 

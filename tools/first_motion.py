@@ -7,11 +7,12 @@ One run is a new visitor: a fresh page, the player showing the body standing, th
 (default: the first two shipped examples joined, 10.3 s, as tools/app_screenshot.py), then a click on
 Generate. Timed in the page's own clock, from the click event to the first moment the player plays the
 new result past frame 0 (its data-state "playing" and data-frame > 0, after it said "loading"). Also
-printed per run: when the page asked for the result's first player file (the result had arrived) and
-when that file was in (both from the click). Each run then waits for the rendered video and 3 s more,
-so the next run's Generate does not queue behind it. Headless Chromium with software WebGL (SwiftShader), as
-tests/test_player.py drives it. Several URLs (e.g. the app before and after a change, started side by
-side) are measured in turn, run by run, so both see the same load on the machine.
+printed per run: when the page asked for the result's first player file and when that file was in (both
+from the click). Generate's animation is asked for with the speech and answered once the motion is made
+(asynfusion/app/animations.py): "in" is then when the result reached the page. Each run then waits for
+the rendered video and 3 s more, so the next run's Generate does not queue behind it. Headless Chromium
+with software WebGL (SwiftShader), as tests/test_player.py drives it. Several URLs (e.g. the app before
+and after a change, started side by side) are measured in turn, run by run, so both see the same load.
 """
 
 import argparse
@@ -50,8 +51,9 @@ WATCH = """(player) => {
       if (!loading || root.dataset.state !== "playing" || !(Number(root.dataset.frame) > 0)) return;
       const moving = performance.now();
       observer.disconnect();
+      // the player's files: a .glb or .animation.bin from Gradio, or Generate's animation past its queue
       const files = performance.getEntriesByType("resource").filter((entry) => entry.startTime > clicked
-        && /[.](glb|bin)$/.test(new URL(entry.name).pathname));
+        && /[.](glb|bin)$|[/]player[/]animation[/]/.test(new URL(entry.name).pathname));
       resolve({ moving: moving - clicked, requested: files.length ? files[0].startTime - clicked : null,
                 fetched: files.length ? Math.max(...files.map((entry) => entry.responseEnd)) - clicked : null,
                 files: files.map((entry) => new URL(entry.name).pathname.split("/").pop()) });
@@ -127,14 +129,14 @@ def main() -> None:
         for run in range(args.runs):
             for url in urls:
                 times = one_run(browser, url, speech)
-                seconds[url].append((times["moving"], times["requested"]))
+                seconds[url].append((times["moving"], times["fetched"]))
                 print(f"run {run + 1} {url}: moving at {times['moving']:.2f} s (result's file asked for at "
                       f"{times['requested']} s, in at {times['fetched']} s: {', '.join(times['files'])})", flush=True)
         browser.close()
     for url, runs in seconds.items():
         moving = [m for m, _ in runs]
         print(f"{url}: median {statistics.median(moving):.2f} s over {len(runs)} runs (min {min(moving):.2f}, max "
-              f"{max(moving):.2f}; speech {duration:.1f} s); the result in the page at "
+              f"{max(moving):.2f}; speech {duration:.1f} s); the result's animation in the page at "
               f"{statistics.median(r for _, r in runs):.2f} s, moving "
               f"{statistics.median(m - r for m, r in runs):.2f} s after it (medians)")
 

@@ -16,12 +16,14 @@ from ..export.animation import motion_to_animation
 class PlayerFiles(NamedTuple):
     """What the page's 3D player shows: the body as .glb (the same file for every result, so the page loads
     it once), and for a result its speech, frames and animation alone. Without speech, the body stands in
-    its own pose; with speech but no animation yet, the player fetches the speech while the motion is made."""
+    its own pose; with speech but no animation yet, the player fetches the speech while the motion is made,
+    and with a stream also the animation, which comes from there as soon as it is made (animations.py)."""
 
     body: str
     speech: str | None = None
     frames: int = 0
     animation: str | None = None
+    stream: str | None = None  # Generate's: the path the page takes the animation from, past Gradio's queue
 
 
 def player_speech(samples: np.ndarray, folder: Path) -> str:

@@ -31,6 +31,7 @@ from ..errors import InputError
 from ..request import MAX_SEED, Request, check_whole
 from ..settings import Settings, on_space
 from . import background, texts
+from .animations import Animations
 
 PLAYER_BODY = "avatar-standing.glb"  # in Settings.work_dir: the 3D player's body, the same for every result
 SILENCE_DBFS = -50.0  # the loudest 20 ms of speech is far above this; a muted microphone stays below
@@ -268,10 +269,12 @@ def generate(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER, step
 def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER,
                    steps_expression: float | None = 0, steps_gesture: float | None = 0, seed: float | None = 0,
                    trim: bool = False, speaker: float | None = 0, settings: Settings | None = None,
-                   progress: Progress | None = None, player: bool = True) -> Iterator[GenerateResult]:
+                   progress: Progress | None = None, player: bool = True,
+                   animations: Animations | None = None) -> Iterator[GenerateResult]:
     """`generate` in steps, for the page. With `player`: first the 3D player's body (.glb, the same for every
     result) and the speech (.wav) alone, for the page to fetch while the motion is made (which starts
-    before that result is handed over); as soon as the motion is made, the player's animation alone
+    before that result is handed over); as soon as the motion is made, the player's animation: given to
+    `animations` for the page, which asked for it with the speech, or else as a result alone
     (`player_only`: the page updates nothing else, so the avatar moves at once); then the motion, timings
     and note; then, rendered, the whole result with the .glb, .bvh and .csv exports. Without `player`
     (the API), only the whole result, without player files or exports."""
@@ -292,7 +295,8 @@ def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER
             body_glb = settings.work_dir / PLAYER_BODY
             if not body_glb.exists():  # warm_up has not run: the T-pose
                 exports.standing_body(None, load_pipeline(settings).config.expression_space, body_glb, settings.body)
-            waiting = exports.PlayerFiles(str(body_glb), exports.player_speech(speech.samples, folder))
+            waiting = exports.PlayerFiles(str(body_glb), exports.player_speech(speech.samples, folder),
+                                          stream=animations.expect() if animations else None)
             yield GenerateResult(None, None, None, f"Making the motion with {check.title}…", waiting)
         motion, report, features_seconds = made()
         steps = f"{request.steps_expression}-{request.steps_gesture}"
@@ -300,7 +304,10 @@ def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER
         files, downloads, export_seconds = None, [], None
         if player:
             files, export_seconds = exports.player_files(motion, motion_path, waiting, settings.body)
-            yield GenerateResult(None, None, None, "", files, player_only=True)
+            if animations:
+                animations.deliver(files.stream, Path(files.animation).read_bytes())
+            else:
+                yield GenerateResult(None, None, None, "", files, player_only=True)
         from ..motion import save_motion
 
         save_motion(motion_path, motion)

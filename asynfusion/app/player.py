@@ -32,6 +32,7 @@ class PlayerValue(GradioModel):
     fps: float = FPS
     frames: int = 0                    # motion frames; 0: from the animation's length
     animation: FileData | None = None  # the result's animation alone (export/animation.py)
+    stream: str | None = None          # Generate's: where the animation comes as soon as it is made (animations.py)
 
 
 def value(files: tuple | None) -> PlayerValue | None:
@@ -41,7 +42,7 @@ def value(files: tuple | None) -> PlayerValue | None:
         return None
     files = PlayerFiles(*files)
     return PlayerValue(body=_file_data(files.body), speech=_file_data(files.speech), frames=files.frames,
-                       animation=_file_data(files.animation))
+                       animation=_file_data(files.animation), stream=files.stream)
 
 
 def _file_data(path) -> FileData | None:
@@ -58,7 +59,7 @@ def _file_url(path: Path) -> str:
 _BOOT = """
 const root = (window.gradio_config && window.gradio_config.root || document.baseURI).replace(/\\/?$/, "/");
 Promise.all([import(new URL(THREE_URL, root).href), import(new URL(PLAYER_URL, root).href)])
-  .then(([THREE, player]) => player.mount(THREE, element, props, watch))
+  .then(([THREE, player]) => player.mount(THREE, element, props, watch, root))
   .catch((error) => {
     const message = element.querySelector(".af-message");
     if (message) message.textContent = "The 3D player did not load: " + error;

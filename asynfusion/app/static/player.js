@@ -9,15 +9,19 @@
 // hemisphere ambient, key, fill and rim in world space, a specular glint, no colour management), on its
 // background and floor, framed as it frames the body.
 //
-// mount(THREE, element, props, watch) is called by the gr.HTML component's js_on_load
-// (asynfusion/app/player.py) with the vendored three.js bundle. props.value is null or
-// {body: {url}, speech: {url} or null, fps, frames, animation: {url} or null}. The body is a .glb, the
-// same file for every result: it is loaded once, when the page opens, and kept. Without speech it stands
-// in the .glb's own pose. Generate first sends the speech alone, which the player fetches while the motion
-// is made, then the result's animation alone (asynfusion/export/animation.py: no mesh, shader or upload
-// to wait for), and plays both. The player's root element exposes its state for tests and scripts:
-// data-state (empty, loading, playing, paused, live, failed) and data-frame (the motion frame on screen:
-// floor(currentTime x fps), clamped to the last frame).
+// mount(THREE, element, props, watch, appRoot) is called by the gr.HTML component's js_on_load
+// (asynfusion/app/player.py) with the vendored three.js bundle and the app's root URL. props.value is null
+// or {body: {url}, speech: {url} or null, fps, frames, animation: {url} or null, stream: path or null}.
+// The body is a .glb, the same file for every result: it is loaded once, when the page opens, and kept.
+// Without speech it stands in the .glb's own pose. Generate first sends the speech alone, which the
+// player fetches while the motion is made, with the stream it asks for the result's animation at once
+// (asynfusion/app/animations.py: the request is answered as soon as the motion is made; the animation is
+// export/animation.py's, no mesh, shader or upload to wait for), and plays both. Generate's later steps
+// carry the same stream: the result on the player stays as it is. Without a stream, or when it fails,
+// the animation comes as a Gradio file in the value. The player's root element exposes its state for
+// tests and scripts: data-state (empty, loading, playing, paused, live, failed) and data-frame (the motion
+// frame on screen: floor(currentTime x fps), less the sound's output latency while it plays through an
+// AudioContext, clamped to the last frame).
 
 // The renderer's colours (asynfusion/render/scene.py) and lights (shaders.py): direction, strength.
 const BACKGROUND = [0.93, 0.93, 0.92];
@@ -48,7 +52,42 @@ function softwareRenderer() {
   return /swiftshader|llvmpipe|softpipe|software/i.test(name);
 }
 
-export function mount(THREE, element, props, watch) {
+// The speech's way out. Chromium opens an <audio> element's own output when it starts playing: its clock
+// then stands ~0.1 s before it runs (headless, here: frame 1 came 0.15-0.17 s after play(); through an
+// open AudioContext 0.05 s). Once the page may sound (the visitor has clicked), the element is played
+// through an AudioContext, opened while the motion is made, so the sound, and the body with it, starts at
+// once. Its clock then runs ahead of what is heard by the context's latency, which the player takes off.
+// The context rests after a while paused (no audio thread running for nothing) and opens again on play.
+function speechOutput(audio) {
+  let context = null, routed = false, resting = null;
+  return {
+    open() {  // before a result plays: its sound goes out through the context once that runs
+      clearTimeout(resting);
+      if (!window.AudioContext) return;
+      context ??= new AudioContext();
+      context.resume().then(() => {
+        // without a click on the page first the context stays suspended, and the element plays on its own;
+        // one already playing is left to its own output too (switching would jolt its clock)
+        if (routed || context.state !== "running" || !audio.paused) return;
+        context.createMediaElementSource(audio).connect(context.destination);
+        routed = true;
+      }).catch(() => {});
+    },
+    wake() {  // the speech plays: a resting context opens again
+      clearTimeout(resting);
+      if (routed) context.resume().catch(() => {});
+    },
+    rest(still) {
+      clearTimeout(resting);
+      resting = setTimeout(() => { if (routed && still()) context.suspend().catch(() => {}); }, 10_000);
+    },
+    latency() {  // seconds from the element's clock to the sound heard
+      return routed ? (context.baseLatency || 0) + (context.outputLatency || 0) : 0;
+    },
+  };
+}
+
+export function mount(THREE, element, props, watch, appRoot = document.baseURI) {
   const root = element.querySelector(".af-player");
   const canvas = root.querySelector("canvas");
   const audio = root.querySelector("audio");
@@ -59,6 +98,7 @@ export function mount(THREE, element, props, watch) {
     root.dataset.state = state;
     message.textContent = text;
   };
+  const sound = speechOutput(audio);
 
   let renderer;
   const software = softwareRenderer();
@@ -97,6 +137,7 @@ export function mount(THREE, element, props, watch) {
   const player = { model: null, mixer: null, action: null, head: null, height: 1.7, fps: 30, frames: 0 };
   let body = null;  // {url, gltf: a promise of it}: the body's .glb, loaded once
   let dirty = true, shownFrame = -1, closeUp = false, loading = 0;
+  let streamed = null;  // the stream of the result on the player, or on its way (Generate's)
   const headPosition = new THREE.Vector3();
 
   function frameFullBody() {
@@ -155,7 +196,8 @@ export function mount(THREE, element, props, watch) {
       // clock may stand past the last keyframe or seek back from there.
       // While a new result's sound is on its first frame, the pose on screen stands for it: a software
       // renderer takes ~0.1 s to draw a frame, and drawing frame 0 would hold back the first moving one.
-      const frame = Math.max(0, Math.min(Math.floor(audio.currentTime * player.fps), player.frames - 1));
+      const heard = audio.currentTime - (audio.paused ? 0 : sound.latency());  // what is sounding now
+      const frame = Math.max(0, Math.min(Math.floor(heard * player.fps), player.frames - 1));
       if (frame !== shownFrame && !(shownFrame < 0 && frame === 0 && !audio.paused)) {
         player.action.time = Math.min(frame / player.fps, player.action.getClip().duration);
         player.mixer.update(0);
@@ -281,7 +323,9 @@ export function mount(THREE, element, props, watch) {
   }
 
   async function load(value) {
+    if (value?.stream && value.stream === streamed) return;  // a later step of the result on the player
     const token = ++loading;
+    streamed = null;
     audio.pause();
     stopAnimation();  // until the new one is in: the old clip must not follow the new speech
     if (!value || !value.body) {
@@ -295,17 +339,29 @@ export function mount(THREE, element, props, watch) {
     } else {
       audio.removeAttribute("src");
     }
+    let animation = value.animation ? animationFile(value.animation.url) : null;  // alongside the body
     if (value.speech && !value.animation) {  // the motion is being made: the body waits in its pose
       bodyFile(value.body.url).catch(() => {});  // (the body on stage already, unless it is a new one)
       setState("loading", "Making the motion…");
-      return;
+      if (!value.stream) return;
+      sound.open();  // while the motion is made
+      streamed = value.stream;
+      animation = animationFile(new URL(value.stream, appRoot).href);
+      try {
+        await animation;
+      } catch (error) {  // the result's next step brings the animation as a file
+        if (token !== loading) return;
+        streamed = null;
+        if (props.value?.stream === value.stream && props.value.animation) load(props.value);
+        return;
+      }
+      if (token !== loading) return;
     }
     setState("loading", "Loading the 3D avatar…");
     root.dataset.frame = "0";  // the new result's frames count from its start
     let motion;
     try {
       const gltf = bodyFile(value.body.url);
-      const animation = value.animation ? animationFile(value.animation.url) : null;  // alongside the body
       animation?.catch(() => {});  // reported below, once the body is in
       const model = (await gltf).scene;
       if (token !== loading) return;  // a newer result came meanwhile
@@ -336,12 +392,16 @@ export function mount(THREE, element, props, watch) {
   }
 
   audio.addEventListener("play", () => {
+    sound.wake();
     root.dataset.state = "playing";
     for (const media of document.querySelectorAll("audio, video")) {  // one voice at a time on the page
       if (media !== audio && !media.paused) media.pause();
     }
   });
-  audio.addEventListener("pause", () => { if (root.dataset.state === "playing") root.dataset.state = "paused"; });
+  audio.addEventListener("pause", () => {
+    if (root.dataset.state === "playing") root.dataset.state = "paused";
+    sound.rest(() => audio.paused && root.dataset.state !== "loading");
+  });
   audio.addEventListener("volumechange", () => { if (!audio.muted) message.textContent = ""; });
   document.addEventListener("play", (event) => {  // another player on the page started: this one stops
     if (event.target !== audio && !event.target.muted) audio.pause();
@@ -363,6 +423,7 @@ export function mount(THREE, element, props, watch) {
     software,  // each frame drawn costs the CPU that makes the motion: live draws fewer
     begin() {
       loading++;
+      streamed = null;
       audio.pause();
       audio.removeAttribute("src");
       stopAnimation();
