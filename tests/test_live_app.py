@@ -121,8 +121,9 @@ def test_a_take_streams_continuous_motion_and_is_saved(serve, speech_like):
         assert len(data) == 4 * header["frames"] * (len(header["joints"]) * 4 + 3 + header["targets"])
         assert header["heard"] >= round((header["first"] + header["frames"]) * 16_000 / 30)
     assert end["server_latency_p95_s"] > 0 and end["windows"] >= len(frames) - 1
-    body, speech, count, animation = end["player"]
-    assert count == 45 and Path(animation).exists() and Path(speech).exists() and Path(end["motion"]).exists()
+    body, speech, count, animation, stream = end["player"]
+    assert count == 45 and stream is None   # a take's animation is a file, not Generate's route
+    assert Path(animation).exists() and Path(speech).exists() and Path(end["motion"]).exists()
     assert takes.result(take.id)["motion"] == end["motion"] and not takes.running
 
 
