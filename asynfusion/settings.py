@@ -178,9 +178,10 @@ class LiveSettings:
     # 43 of v6's 64), so it keeps the length it was trained at; ASYNFUSION_LIVE_SHOWN
     shown_frames: int = 48
     # the newest of them given to the network as known and kept; the older ones are sampled anew. All 43
-    # known, v6's streamed motion moved 0.71-0.74x as fast as offline; 12: 0.96-1.05x (live.py);
+    # known, v6's streamed motion moved 0.71-0.74x as fast as offline; 12: 0.96-1.05x. v7 (trained to rest
+    # in pauses) with 12: 0.72-0.89x; 8: 0.84-1.03x, 4: 1.14-1.18x (real take, both seeds; live.py);
     # ASYNFUSION_LIVE_KNOWN
-    known_frames: int = 12
+    known_frames: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "LiveSettings":
