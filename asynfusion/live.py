@@ -98,6 +98,12 @@ class LiveSession:
         return self._audio[:self._heard]
 
     @property
+    def shown_fit(self) -> int:
+        """Shown frames a window starts with once that many are shown: as many as the settings ask that leave
+        room for a chunk and its lookahead in the window (43 of 64 at 0.5 s and 0.2 s)."""
+        return min(self.shown_frames, self.window - self.chunk_frames - self.lookahead_frames)
+
+    @property
     def emitted(self) -> int:
         """Frames sent so far."""
         return len(self.features["gesture"])
@@ -141,7 +147,7 @@ class LiveSession:
     def _window(self, end: int) -> None:
         heard = self.heard_frames()
         # as many shown frames as leave room for a chunk and its lookahead; the newest `kept` of them known
-        shown = min(self.emitted, self.shown_frames, self.window - self.chunk_frames - self.lookahead_frames)
+        shown = min(self.emitted, self.shown_fit)
         kept = min(shown, self.known_frames)
         start = self.emitted - shown
         stop = min(heard, start + self.window)                        # the window: [start, stop)
@@ -255,7 +261,7 @@ def stream_file(session: LiveSession, samples: np.ndarray, realtime: bool = True
         latency_max_s=round(float(latencies.max()), 4),
         kept_up=behind <= session.chunk_frames / FPS, max_behind_s=round(behind, 4),
         chunk_s=session.chunk_frames / FPS, lookahead_s=session.lookahead_frames / FPS,
-        shown_frames=min(session.shown_frames, session.window - session.chunk_frames - session.lookahead_frames),
+        shown_frames=session.shown_fit,
         known_frames=session.known_frames,
         frames=session.emitted, windows=session.windows, seconds_sampling=round(session.seconds_sampling, 3),
         audio_seconds=round(len(samples) / SAMPLE_RATE, 3), sampler=spec.sampler,

@@ -20,7 +20,7 @@
     ASYNFUSION_LIVE_CHUNK      live: seconds of new motion made at a time (0.5; LiveSettings)
     ASYNFUSION_LIVE_LOOKAHEAD  live: seconds of speech heard after a frame before it is sent (0.2)
     ASYNFUSION_LIVE_SHOWN      live: frames already shown that each window starts with (48; at most 43 fit)
-    ASYNFUSION_LIVE_KNOWN      live: the newest of those kept as known; the older are sampled anew (12)
+    ASYNFUSION_LIVE_KNOWN      live: the newest of those kept as known; the older are sampled anew (8)
 
 Host and port are Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, read by `launch()` itself.
 The functions below read a variable when called (not at import), so a test or a caller can set it first.
