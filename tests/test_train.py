@@ -68,6 +68,24 @@ def test_a_batch_draws_the_asked_share_of_windows_with_pauses():
                        torch.randint(0, 100, (64,), generator=torch.Generator().manual_seed(3)))
 
 
+def test_the_snr_floor_keeps_high_noise_timesteps_in_the_loss():
+    from asynfusion.diffusion.schedule import NoiseSchedule
+    from asynfusion.training.train import noise_loss_weights
+
+    schedule = NoiseSchedule()
+    t = torch.tensor([0, 300, 500, 800, 999])
+    alpha = schedule.alpha_bar_at(t)
+    snr = alpha / (1 - alpha)
+    # the weight the clean-motion error gets through the noise term: weight x SNR
+    plain = noise_loss_weights(schedule, t, 5.0) * snr
+    floored = noise_loss_weights(schedule, t, 5.0, floor=1.0) * snr
+    assert torch.allclose(plain, snr.clamp(max=5.0), rtol=1e-4)           # min-SNR-5 unchanged without a floor
+    assert plain[3] < 0.11 and plain[4] < 1e-6                             # t = 800, 999: almost nothing
+    assert torch.allclose(floored, snr.clamp(1.0, 5.0), rtol=1e-4)         # truncated: at least 1, at most 5
+    assert floored[0] == pytest.approx(5.0) and floored[4] == pytest.approx(1.0)
+    assert torch.isfinite(noise_loss_weights(schedule, torch.tensor([999]), 5.0, floor=1.0)).all()
+
+
 def test_settled_pauses_weigh_more_in_the_loss(data, tiny_config):
     from asynfusion.diffusion.schedule import NoiseSchedule
     from asynfusion.model import AsynFusionModel

@@ -43,6 +43,7 @@ class TrainConfig:
     warmup: int = 200
     ema_decay: float = 0.999       # reached after warm-up: the decay at step k is min(ema_decay, (1+k)/(10+k))
     snr_gamma: float = 5.0         # min-SNR-gamma weighting of the noise loss (Hang et al. 2023); 0 = off
+    snr_floor: float = 0.0         # ... and its floor at high noise (truncated SNR, Salimans & Ho 2022); 0 = none
     same_timestep: float = 0.25    # fraction of samples where both branches share t (as at sync sampling)
     pause_weight: float = 5.0      # a settled-pause frame's weight in the gesture loss, relative to other frames
     pause_windows: float = 0.0     # fraction of each batch drawn from windows with settled pauses (loop.py draw)
@@ -92,17 +93,21 @@ def random_known(x0: dict[str, torch.Tensor], model_config: ModelConfig, fractio
     return {b: known_frames(x0[b], mask) for b in BRANCHES}
 
 
-def noise_loss_weights(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Per-sample weight min(SNR, gamma) / SNR of the noise loss (1 when gamma is 0).
+def noise_loss_weights(schedule: NoiseSchedule, t: torch.Tensor, gamma: float, floor: float = 0.0) -> torch.Tensor:
+    """Per-sample weight clamp(SNR, floor, gamma) / SNR of the noise loss (1 when gamma is 0).
 
     The noise error is sqrt(SNR) times the clean-motion error, so an unweighted noise loss spends
     almost all its gradient on the least noisy timesteps (SNR ~ 1e4 at t = 0); the weight caps that.
+    At the other end the clean-motion error weighs SNR: ~0.1 at t = 800, 0 at t = 999, so the network
+    barely learns what the audio says about the motion at the noise levels where a sample's placement
+    is decided (measured on v6: the audio moved the gesture prediction < 10 % at t = 800). `floor`
+    keeps that weight from falling below it (truncated SNR, Salimans & Ho 2022: floor 1).
     """
     if not gamma:
         return torch.ones(len(t))
     a = schedule.alpha_bar_at(t)
     snr = a / (1 - a)
-    return snr.clamp(max=gamma) / snr
+    return snr.clamp(min=floor, max=gamma) / snr.clamp(min=1e-12)
 
 
 def frame_weights(pause: torch.Tensor, pause_weight: float) -> torch.Tensor:
@@ -121,11 +126,12 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
                    weights: dict[str, torch.Tensor] | None = None,
                    keep_audio: torch.Tensor | None = None,
                    known: dict[str, torch.Tensor] | None = None,
-                   velocity_weights: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. 8-11 summed over both branches, the noise term min-SNR weighted and every term weighted per
-    frame by `weights[branch]` (B, W) where given (the velocity term by `velocity_weights[branch]` where
-    that is given); samples where `keep_audio` (B,) is False see no audio; `known` gives frames the model
-    continues from (model.denoise). Returns (loss, per-term log)."""
+                   velocity_weights: dict[str, torch.Tensor] | None = None,
+                   snr_floor: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 8-11 summed over both branches, the noise term min-SNR weighted (floored by `snr_floor`) and every
+    term weighted per frame by `weights[branch]` (B, W) where given (the velocity term by
+    `velocity_weights[branch]` where that is given); samples where `keep_audio` (B,) is False see no audio;
+    `known` gives frames the model continues from (model.denoise). Returns (loss, per-term log)."""
     x_t = {b: schedule.add_noise(x0[b], noise[b], t[b]) for b in BRANCHES}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         output = model(x_t, t, audio, speaker, keep_audio, known)
@@ -143,7 +149,7 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
             return (error.mean(2) * frame_weight).mean(1)  # (B, N, D) -> (B,)
         terms = {
             "noise": (per_frame((noise_hat - noise[b]).pow(2), w)                                   # eq. 8
-                      * noise_loss_weights(schedule, t[b], snr_gamma)).mean(),
+                      * noise_loss_weights(schedule, t[b], snr_gamma, snr_floor)).mean(),
             "velocity": per_frame((x0_hat[:, 1:] - x0_hat[:, :-1]                                   # eq. 9
                                    - (x0[b][:, 1:] - x0[b][:, :-1])).pow(2), w_velocity[:, 1:]).mean(),
             "huber": per_frame(F.huber_loss(x0_hat, x0[b], delta=1.0, reduction="none"), w).mean(),  # eq. 10
@@ -208,7 +214,7 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         known = random_known(x0, model_config, config.prefix_fraction, config.max_prefix, generator)
         loss, log = diffusion_loss(network, schedule, x0, audio, speaker, t, noise, config.bf16, config.snr_gamma,
                                    model_config.prediction, weights, keep_audio, known,
-                                   velocity_weights)
+                                   velocity_weights, config.snr_floor)
         optimize(loss, model, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
                  ema, min(config.ema_decay, (1 + step) / (10 + step)))
         bar.update(1)
