@@ -25,6 +25,7 @@ class ModelConfig:
     num_train_timesteps: int = 1000
     prediction: str = "x0"          # what the network outputs: "x0" (clean motion) or "v"; see model.py
     continuation: bool = False      # each branch also reads known frames (motion already shown): model.py
+    pooled_audio: bool = False      # each branch's adaLN conditioning also reads the window's mean audio: model.py
 
     def __post_init__(self):
         if self.interaction not in INTERACTIONS:

@@ -23,6 +23,13 @@ With `continuation`, each branch also reads known frames of its own motion (the 
 mask, `known_frames`): a window can continue motion already shown (live, and long clips joined
 window by window). Trained with a random prefix known (training/train.py); the layer starts at zero,
 so a model warm-started from one without it is unchanged until it learns to use the frames.
+
+With `pooled_audio`, each branch's conditioning vector (timestep embedding, the adaLN input of every
+block) also gets a linear map of the window's mean audio features. The per-frame audio enters only
+the token stream, where at high noise the noisy motion drowns it: v6 barely changed its gesture
+prediction with the audio at t = 800. Through adaLN the window's overall speech (how loud, how fast,
+how much of it is pause) scales and shifts every block at every noise level: how animated the
+window is gets decided where the hands' placement is. Zero-initialised like `known`.
 """
 
 import math
@@ -215,6 +222,8 @@ class Branch(nn.Module):
         self.final = FinalLayer(config.width, motion_dim)
         # known frames: (clean motion x mask, mask) -> width; only where the config asks for it
         self.known = nn.Linear(motion_dim + 1, config.width) if config.continuation else None
+        # the window's mean audio features -> width, added to the conditioning; only where the config asks
+        self.pooled_audio = nn.Linear(config.width, config.width) if config.pooled_audio else None
 
 
 class AsynFusionModel(nn.Module):
@@ -251,9 +260,10 @@ class AsynFusionModel(nn.Module):
             nn.init.zeros_(branch.final.adaLN_modulation[-1].bias)
             nn.init.zeros_(branch.final.linear.weight)
             nn.init.zeros_(branch.final.linear.bias)
-            if branch.known is not None:  # reads nothing until trained to
-                nn.init.zeros_(branch.known.weight)
-                nn.init.zeros_(branch.known.bias)
+            for layer in (branch.known, branch.pooled_audio):  # read nothing until trained to
+                if layer is not None:
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
         for layers in self.interactions:  # interaction layers start silent, like adaLN-Zero
             for layer in layers.values():
                 last = layer.mlp[-1] if isinstance(layer, CoSyncLayer) else layer.fuse
@@ -283,12 +293,15 @@ class AsynFusionModel(nn.Module):
         frames = audio_features.shape[1]
         position = sinusoidal(torch.arange(frames, device=audio_features.device), self.config.width)  # (N, width)
         h, c = {}, {}
+        pooled = audio_features.mean(1)                                                                 # (B, width)
         for name, motion in x.items():
             branch = self.branches[name]
             h[name] = branch.input(motion) + branch.audio(audio_features) + position.to(motion.dtype)  # (B, N, width)
             if branch.known is not None and known is not None and name in known:
                 h[name] = h[name] + branch.known(known[name].to(motion.dtype))
             c[name] = branch.timestep(t[name])                                                       # (B, width)
+            if branch.pooled_audio is not None:
+                c[name] = c[name] + branch.pooled_audio(pooled.to(c[name].dtype))
             if self.speaker is not None and speaker is not None:
                 c[name] = c[name] + self.speaker(speaker)
         for i in range(self.config.depth):
@@ -307,6 +320,7 @@ class AsynFusionModel(nn.Module):
         sampler times per branch."""
         branch = self.branches[name]
         own = [branch.input, branch.audio, branch.timestep, *branch.blocks, branch.final]
+        own += [branch.pooled_audio] if branch.pooled_audio is not None else []
         return own + [layer for layers in self.interactions for key, layer in layers.items()
                       if key.split("<-")[0] == name]
 

@@ -144,3 +144,23 @@ def test_continuation_reads_known_frames_only_once_trained_to(randomize_zero_ini
         told = model(x, t, audio, known=known)
     assert all(not torch.allclose(base[b], told[b]) for b in BRANCHES)
     assert plain.branches["gesture"].known is None and not plain.continues and model.continues
+
+
+def test_pooled_audio_conditions_every_block_only_once_trained_to(randomize_zero_inits, tiny_config):
+    config = tiny_config(pooled_audio=True)
+    model = AsynFusionModel(config).eval()
+    x, t, audio = inputs(config)
+    plain = AsynFusionModel(tiny_config()).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if ".pooled_audio." not in k})
+    with torch.no_grad():  # zero-initialised: a warm start from a model without it changes nothing
+        for b, out in model(x, t, audio).items():
+            torch.testing.assert_close(out, plain(x, t, audio)[b])
+        randomize_zero_inits(model)
+        features = model.encode_audio(audio)
+        base = model.denoise(x, t, features)
+        # the same per-frame audio in the tokens, another window mean in the conditioning: the output changes
+        model.branches["gesture"].pooled_audio.bias.add_(1.0)
+        moved = model.denoise(x, t, features)
+    assert not torch.allclose(base["gesture"], moved["gesture"])
+    timed = model.branch_modules("gesture")
+    assert model.branches["gesture"].pooled_audio in timed and plain.branches["gesture"].pooled_audio is None

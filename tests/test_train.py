@@ -246,7 +246,7 @@ def test_audio_dropout_records_guidance_and_distillation_learns_the_guided_teach
     torch.testing.assert_close(gesture_only["expression"], conditional["expression"], atol=1e-5, rtol=1e-4)
 
 
-def test_continuation_trains_on_known_prefixes_and_warm_starts_from_a_model_without(data, tmp_path, tiny_config):
+def test_continuation_and_pooled_audio_train_and_warm_start_from_a_model_without(data, tmp_path, tiny_config):
     from asynfusion.training.train import prefix_mask
 
     mask = prefix_mask(4000, 32, 0.5, 12, torch.Generator().manual_seed(0))
@@ -256,11 +256,12 @@ def test_continuation_trains_on_known_prefixes_and_warm_starts_from_a_model_with
     assert torch.equal(mask, torch.arange(32) < lengths.unsqueeze(1))  # always the first frames
     model_config = tiny_config(expression_coeffs=100, expression_space="flame")
     plain = train(config(data, tmp_path / "plain", 2), model_config)
-    continuing = tiny_config(expression_coeffs=100, expression_space="flame", continuation=True)
+    continuing = tiny_config(expression_coeffs=100, expression_space="flame", continuation=True, pooled_audio=True)
     out = train(config(data, tmp_path / "continuing", 4, init=str(plain), lr=3e-3), continuing)
     checkpoint = load_checkpoint(out)
-    assert checkpoint.config.continuation
-    assert checkpoint.models["diffusion"].branches["gesture"].known.weight.abs().sum() > 0  # it learnt to read them
+    assert checkpoint.config.continuation and checkpoint.config.pooled_audio
+    gesture = checkpoint.models["diffusion"].branches["gesture"]
+    assert gesture.known.weight.abs().sum() > 0 and gesture.pooled_audio.weight.abs().sum() > 0  # learnt to read them
     student = load_checkpoint(distill(DistillConfig(data=str(data), teacher=str(out), out=str(tmp_path / "lcm"),
                                                     steps=2, batch_size=2, bf16=False)))
     assert student.models["lcm"].continues

@@ -10,7 +10,7 @@ def cmd_train(args) -> None:
     from .train import TrainConfig, train
 
     space = expression_space(args.data)
-    model_config = ModelConfig(expression_space=space, continuation=args.continuation,
+    model_config = ModelConfig(expression_space=space, continuation=args.continuation, pooled_audio=args.pooled_audio,
                                expression_coeffs=args.expression_coeffs or (52 if space == "arkit" else 100),
                                **given(args, "width", "depth", "heads", "interaction", "num_speakers"))
     config = TrainConfig(data=args.data, out=args.out, bf16=training_bf16(args), init=args.init,
@@ -100,6 +100,8 @@ def add_training_commands(commands, precision_option) -> None:
     p.add_argument("--init", default=None, help="warm start from this checkpoint folder (same architecture)")
     p.add_argument("--continuation", action="store_true",
                    help="the model also reads known frames and learns to continue them (live, seamless windows)")
+    p.add_argument("--pooled-audio", action="store_true",
+                   help="each branch's adaLN conditioning also reads the window's mean audio (model.py)")
     p.set_defaults(run=cmd_train)
 
     p = commands.add_parser("distill", help="per-branch latent-consistency distillation of a trained checkpoint")

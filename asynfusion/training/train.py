@@ -165,14 +165,15 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
 def warm_start_weights(path: str, model_config: ModelConfig) -> dict:
     """The diffusion weights of a checkpoint of the same architecture; InputError names a mismatch.
 
-    A checkpoint without continuation may start one with it: the known-frame layers keep their zero init.
+    A checkpoint without continuation or pooled audio may start one with them: their layers keep their zero init.
     """
     from ..checkpoint import load_checkpoint
     from ..errors import InputError
 
     checkpoint = load_checkpoint(path)
-    if replace(checkpoint.config, continuation=model_config.continuation) != model_config or \
-            (checkpoint.config.continuation and not model_config.continuation):
+    added = ("continuation", "pooled_audio")  # layers a warm start may add, never drop
+    if replace(checkpoint.config, **{name: getattr(model_config, name) for name in added}) != model_config or \
+            any(getattr(checkpoint.config, name) and not getattr(model_config, name) for name in added):
         raise InputError(f"--init {path}: its model config {checkpoint.config} differs from this run's {model_config}")
     state = AsynFusionModel(model_config).state_dict()
     state.update(checkpoint.models["diffusion"].state_dict())
