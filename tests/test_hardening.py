@@ -7,7 +7,6 @@ fresh, empty temp folder, and nothing may be left in it but the request folder o
 request (kept on purpose: the page fetches its files).
 """
 
-import math
 import os
 import re
 import subprocess
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from asynfusion.app import handlers
+from asynfusion.app import handlers, rendering
 from asynfusion.audio import SAMPLE_RATE
 from asynfusion.cli import main
 from asynfusion.errors import InputError
@@ -335,14 +334,14 @@ def test_cli_cap_from_the_environment_in_a_fresh_process(checkpoint_dir, inputs,
 REAL_RENDERS = ("truncated WAV (header says 3 s, 1.5 s of data)",)  # with the CLI's two: three videos in all
 
 
-def soundtrack_only(motions, speech, out, labels, settings, size, progress, start):
-    """handlers._render without the frames: the sound track still goes from the visitor's own file through
+def soundtrack_only(motions, audio, out, labels, settings, size, progress, start):
+    """rendering.render without the frames: the sound track still goes from the visitor's own file through
     ffmpeg's AAC encoder, as in the real video, so a file that would break or stall it fails here too."""
-    result = subprocess.run([FFMPEG, "-nostdin", "-v", "error", "-y", "-i", str(speech.path), "-map", "0:a:0",
+    result = subprocess.run([FFMPEG, "-nostdin", "-v", "error", "-y", "-i", str(audio), "-map", "0:a:0",
                              "-c:a", "aac", "-b:a", "128k", "-f", "mp4", str(out)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    return {"frames": max(1, math.ceil(speech.seconds * 30 - 1e-6)), "seconds": 0.0}
+    return {"frames": max(motion.num_frames for motion in motions), "seconds": 0.0}
 
 
 def assert_request_kept(settings: Settings, temp: Path, *files: str) -> None:
@@ -366,7 +365,7 @@ def test_app_generate(case, settings, inputs, temp, monkeypatch, speech_like):
     expected = CASES[case].cli if CASES[case].app is None else CASES[case].app
     audio = CASES[case].make(inputs, speech_like)
     if case not in REAL_RENDERS:
-        monkeypatch.setattr(handlers, "_render", soundtrack_only)
+        monkeypatch.setattr(rendering, "render", soundtrack_only)
     if isinstance(expected, str):
         assert_refused(handlers.generate, audio, expected.replace("^error: ", "^"), settings, temp)
         return
@@ -381,7 +380,7 @@ def test_app_generate(case, settings, inputs, temp, monkeypatch, speech_like):
 
 
 def test_app_trims_past_the_cap_when_asked(settings, inputs, temp, monkeypatch, speech_like):
-    monkeypatch.setattr(handlers, "_render", soundtrack_only)
+    monkeypatch.setattr(rendering, "render", soundtrack_only)
     audio = CASES["one second past the cap"].make(inputs, speech_like)
     result = handlers.generate(str(audio), trim=True, settings=settings)
     assert_motion(Path(result.motion), round(CAP * 30))
@@ -392,7 +391,7 @@ def test_app_trims_past_the_cap_when_asked(settings, inputs, temp, monkeypatch, 
 @pytest.mark.parametrize("case", ["mp4 video with AAC audio", "digital silence", "NaN and inf samples",
                                   "one second past the cap", "MP3-like garbage named .wav"])
 def test_app_compare(case, settings, inputs, temp, monkeypatch, speech_like):
-    monkeypatch.setattr(handlers, "_render", soundtrack_only)
+    monkeypatch.setattr(rendering, "render", soundtrack_only)
     expected = CASES[case].cli if CASES[case].app is None else CASES[case].app
     audio = CASES[case].make(inputs, speech_like)
     if isinstance(expected, str):
@@ -429,7 +428,7 @@ def test_a_two_hour_header_is_refused_before_decoding(checkpoint_dir, settings, 
     assert reads == [] and not out.exists()
     assert_refused(handlers.generate, audio, r"^The audio is 7200\.0 s long, past the 4 s limit", settings, temp)
     assert reads == []
-    monkeypatch.setattr(handlers, "_render", soundtrack_only)
+    monkeypatch.setattr(rendering, "render", soundtrack_only)
     result = handlers.generate(str(audio), trim=True, settings=settings)  # the first 4 s: 1.5 s of speech, then quiet
     assert_motion(Path(result.motion), round(CAP * 30))
     assert reads == [CAP * SAMPLE_RATE]  # only what is used was decoded
@@ -455,7 +454,7 @@ def test_64_seconds_of_speech_under_the_default_cap(suffix, checkpoint_dir, inpu
     assert_refused(handlers.generate, audio,
                    r"^The audio is 64\.0 s long, past the 60 s limit: tick 'Use only the first "
                    r"60 s of longer audio' \(trim=True in the API\)", settings, temp)
-    monkeypatch.setattr(handlers, "_render", soundtrack_only)
+    monkeypatch.setattr(rendering, "render", soundtrack_only)
     result = handlers.generate(str(audio), trim=True, settings=settings)
     assert_motion(Path(result.motion), 1800)
     assert "(its first 60 s)" in result.note

@@ -2,8 +2,8 @@
 files before the video (the body's .glb, the same every time, and the result's animation alone), and in a
 real headless Chromium (Debian's, WebGL through SwiftShader) the avatar wears the video's outfit, moves
 while the speech plays, holds still when it is paused, shows the frame of the audio's time after a seek,
-takes a second result without fetching the body again, and the page does all of it with every request
-off this machine refused."""
+takes a second result without fetching the body again, stops waiting when Generate fails after its first
+result, and the page does all of it with every request off this machine refused."""
 
 import asyncio
 import json
@@ -18,7 +18,8 @@ import pytest
 import soundfile
 
 from asynfusion.app import handlers
-from asynfusion.app.animations import Animations
+from asynfusion.app.animations import NOT_MADE_STATUS, Animations, NotMade, routes
+from asynfusion.errors import InputError
 from asynfusion.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -141,6 +142,75 @@ def test_a_stream_never_delivered_times_out_and_an_unknown_one_is_refused():
     assert asyncio.run(animations.wait("no-such-token")) is None
     animations.deliver(f"player/animation/{token}", b"late")  # the page may come after the motion
     assert asyncio.run(animations.wait(token)) == b"late"
+
+
+def test_a_stream_is_cancelled_when_its_generate_fails_or_stops_first():
+    animations = Animations()
+
+    def token(stream: str) -> str:
+        return stream.rsplit("/", 1)[-1]
+
+    with pytest.raises(InputError), animations.expecting() as stream:
+        raise InputError("The audio is silent.")
+    with pytest.raises(NotMade, match=r"^The audio is silent\.$"):  # at once, not after the timeout
+        asyncio.run(animations.wait(token(stream), timeout=5))
+    assert asyncio.run(animations.wait(token(stream))) is None  # answered once
+
+    def steps():  # the page's Generate, closed by Gradio after its first result
+        with animations.expecting() as stream:
+            yield stream
+            yield "never"
+
+    generator = steps()
+    stopped = next(generator)
+    generator.close()
+    with pytest.raises(NotMade, match=r"^Generate stopped$"):
+        asyncio.run(animations.wait(token(stopped), timeout=5))
+
+    with pytest.raises(RuntimeError), animations.expecting() as stream:  # e.g. the video failed: too late to cancel
+        animations.deliver(stream, b"made")
+        raise RuntimeError("the renderer broke")
+    assert asyncio.run(animations.wait(token(stream), timeout=5)) == b"made"
+
+
+def test_a_generate_that_fails_after_the_speech_answers_the_page_at_once(settings, tmp_path, speech_like,
+                                                                          monkeypatch):
+    """Sampling fails after the speech's result named the stream: the page's request, already waiting on
+    the route, is answered at once with the status the player stops on and one line (it waited for the
+    route's WAIT_SECONDS: 300 s), and the error itself goes on to Gradio."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    audio = tmp_path / "speech.wav"
+    soundfile.write(audio, speech_like(1.5), 16_000)
+    release = threading.Event()
+
+    def failing_sample(*args):
+        release.wait(60)
+        raise RuntimeError("the sampler broke")
+
+    monkeypatch.setattr(handlers, "_sample", failing_sample)
+    animations = Animations()
+    client = TestClient(FastAPI(routes=routes(animations)))
+    steps = handlers.generate_steps(str(audio), "async-lcm", seed=2, settings=settings, animations=animations)
+    stream = next(steps).player.stream
+    answers = []
+    asking = threading.Thread(target=lambda: answers.append((client.get(f"/{stream}"), time.monotonic())),
+                              daemon=True)
+    asking.start()
+    time.sleep(0.5)  # the page asks for the animation as soon as the speech's result comes
+    released = time.monotonic()
+    release.set()
+    with pytest.raises(RuntimeError, match="the sampler broke"):
+        next(steps)
+    asking.join(10)
+    assert answers, "the page's request was still waiting"
+    (response, answered), = answers
+    assert answered - released < 5
+    assert response.status_code == NOT_MADE_STATUS == 500
+    assert response.text == "the motion was not made: Generate failed"  # the details stay in the server's log
+    assert client.get(f"/{stream}").status_code == 404  # answered once
+    assert not list(settings.work_dir.glob("request-*"))  # the failed request's folder went too
 
 
 def test_warm_up_writes_the_body_standing_still(settings):
@@ -313,6 +383,32 @@ def test_the_outfit_and_a_second_result_without_the_body_again(browser, app_url,
     animations = [path for path in requests if "/player/animation/" in path]  # past Gradio's queue
     files = [path for path in requests if path.endswith(".animation.bin")]  # the same, later, as a file: unused
     assert len(bodies) == 1 and len(animations) == 2 and not files, (bodies, animations, files)
+    page.context.close()
+
+
+def test_the_player_stops_waiting_when_generate_fails(browser, app_url):
+    """A second player on the page is given Generate's first result (the speech, and the stream for its
+    animation), and the stream answers as animations.py does when Generate fails next: the player stops
+    'Making the motion…' at once and says why (no later result comes to end the wait)."""
+    requests = []
+    page = open_page(browser, app_url, requests=requests)
+    modules = [next(path for path in requests if path.endswith(name)) for name in ("three.bundle.min.js", "/player.js")]
+    page.route("**/player/animation/**",
+               lambda route: route.fulfill(status=NOT_MADE_STATUS, body="the motion was not made: Generate failed"))
+    page.evaluate(r"""async ([threeUrl, playerUrl]) => {
+      const [THREE, player] = await Promise.all([import(threeUrl), import(playerUrl)]);
+      const element = document.createElement("div");
+      element.id = "failing";
+      element.innerHTML = document.querySelector("#player .af-player").outerHTML;
+      document.body.append(element);
+      const value = {body: {url: "missing-body.glb"}, speech: {url: "missing-speech.wav"}, fps: 30, frames: 0,
+                     animation: null, stream: "player/animation/failed-token"};
+      const root = (window.gradio_config && window.gradio_config.root || document.baseURI).replace(/\/?$/, "/");
+      player.mount(THREE, element, {value}, () => {}, root);
+    }""", [f"{app_url}{path}" for path in modules])
+    page.wait_for_function("() => document.querySelector('#failing .af-player').dataset.state === 'failed'",
+                           timeout=20_000)
+    assert page.locator("#failing .af-message").text_content() == "The motion was not made: Generate failed."
     page.context.close()
 
 

@@ -5,17 +5,13 @@ as the motion is made, then the video), `generate` (the API's: everything at the
 each gives file paths and tables. Bad input raises InputError with a one-line message, which the app
 shows as it is. Nothing here imports Gradio, so these handlers are tested directly.
 
-Each request writes into its own folder under Settings.work_dir; folders older than
-Settings.keep_seconds are removed when a later request starts, and a failed request's folder at
-once. Rendering holds a lock: each render makes its own OpenGL context, and two at a time would only
-share the same rasteriser. On a ZeroGPU Space only the sampling itself asks for a GPU.
+Each request writes into its own folder (folders.py), removed at once if the request fails. The videos are
+rendered in rendering.py. On a ZeroGPU Space only the sampling itself asks for a GPU.
 """
 
 import contextlib
 import importlib.util
 import math
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,17 +26,13 @@ from ..diffusion.registry import DEFAULT_SAMPLER, SAMPLERS
 from ..errors import InputError
 from ..request import MAX_SEED, Request, check_whole
 from ..settings import Settings, on_space
-from . import background, texts
+from . import background, rendering, texts
 from .animations import Animations
+from .folders import request_folder
+from .rendering import Progress, no_progress
 
 PLAYER_BODY = "avatar-standing.glb"  # in Settings.work_dir: the 3D player's body, the same for every result
 SILENCE_DBFS = -50.0  # the loudest 20 ms of speech is far above this; a muted microphone stays below
-
-Progress = Callable[..., object]  # progress(fraction, desc=text); a gr.Progress fits
-
-
-def _no_progress(fraction: float, desc: str | None = None) -> None:
-    pass
 
 
 # ----------------------------------------------------------------------------
@@ -48,7 +40,6 @@ def _no_progress(fraction: float, desc: str | None = None) -> None:
 # ----------------------------------------------------------------------------
 _PIPELINES: dict[tuple, object] = {}
 _PIPELINE_LOCK = threading.Lock()
-_RENDER_LOCK = threading.Lock()
 
 
 def load_pipeline(settings: Settings):
@@ -160,62 +151,6 @@ def check_speaker(settings: Settings, speaker: float | None) -> int:
 
 
 # ----------------------------------------------------------------------------
-# Request folders
-# ----------------------------------------------------------------------------
-def remove_old_requests(settings: Settings) -> int:
-    """Delete request folders older than keep_seconds; how many went."""
-    cutoff = time.time() - settings.keep_seconds
-    removed = 0
-    for folder in settings.work_dir.glob("request-*"):
-        with contextlib.suppress(FileNotFoundError):
-            if folder.stat().st_mtime < cutoff:
-                shutil.rmtree(folder, ignore_errors=True)
-                removed += 1
-    return removed
-
-
-@contextlib.contextmanager
-def request_folder(settings: Settings) -> Iterator[Path]:
-    """A fresh folder for one request's files: kept on success (the UI fetches them), removed on failure."""
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
-    remove_old_requests(settings)
-    folder = Path(tempfile.mkdtemp(prefix="request-", dir=settings.work_dir))
-    try:
-        yield folder
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    finally:
-        release_memory()
-
-
-def release_memory() -> None:
-    """Hand the request's freed memory back to the OS. A request allocates a few hundred MB of
-    short-lived arrays (audio, features, vertices, frames); glibc keeps freed blocks in its arenas,
-    so without this a long-running app's resident size creeps up by 100-250 MB after a busy moment."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only; elsewhere nothing to do
-
-
-def _render(motions, speech: Speech, out: Path, labels: list[str], settings: Settings, size: int,
-            progress: Progress, start: float) -> dict:
-    """Render under the lock; progress runs from `start` to 1 over the frames."""
-    from ..render import render_video
-
-    def frame_done(done: int, total: int) -> None:
-        if done == total or done % max(1, total // 50) == 0:
-            progress(start + (1 - start) * done / total, desc=f"rendering frame {done} of {total}")
-
-    with _RENDER_LOCK:
-        return background.gently(render_video, motions, str(speech.path), out, labels=labels,
-                                 body_path=settings.body, size=size, progress=frame_done)
-
-
-# ----------------------------------------------------------------------------
 # What the page shows (the words are in texts.py)
 # ----------------------------------------------------------------------------
 def about(settings: Settings) -> str:
@@ -279,11 +214,13 @@ def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER
     and note; then, rendered, the whole result with the .glb, .bvh and .csv exports. Without `player`
     (the API), only the whole result, without player files or exports."""
     settings = settings or Settings.from_env()
-    progress = progress or _no_progress
+    progress = progress or no_progress
     check = Request(np.zeros(0, np.float32), sampler, steps_expression, steps_gesture, seed,
                     check_speaker(settings, speaker))  # a bad choice fails before the audio is read
     precision = load_pipeline(settings).precision
-    with request_folder(settings) as folder:
+    # the page's request for the animation is answered at once if this fails or stops before delivering it
+    streaming = animations.expecting() if player and animations else contextlib.nullcontext()
+    with request_folder(settings) as folder, streaming as stream:
         progress(0.0, desc="reading the audio")
         speech = read_speech(audio_path, settings, trim, folder)
         request = replace(check, samples=speech.samples)
@@ -295,8 +232,7 @@ def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER
             body_glb = settings.work_dir / PLAYER_BODY
             if not body_glb.exists():  # warm_up has not run: the T-pose
                 exports.standing_body(None, load_pipeline(settings).config.expression_space, body_glb, settings.body)
-            waiting = exports.PlayerFiles(str(body_glb), exports.player_speech(speech.samples, folder),
-                                          stream=animations.expect() if animations else None)
+            waiting = exports.PlayerFiles(str(body_glb), exports.player_speech(speech.samples, folder), stream=stream)
             yield GenerateResult(None, None, None, f"Making the motion with {check.title}…", waiting)
         motion, report, features_seconds = made()
         steps = f"{request.steps_expression}-{request.steps_gesture}"
@@ -322,8 +258,8 @@ def generate_steps(audio_path: str | Path | None, sampler: str = DEFAULT_SAMPLER
                                  f"{said} The video is rendering.\n\n{provenance(settings)}", files)
         progress(0.3, desc="rendering")
         video_path = folder / "avatar.mp4"
-        render = _render([motion], speech, video_path, [f"{request.title}: {generation:.2f} s"], settings,
-                         settings.render_size, progress, 0.3)
+        render = rendering.render([motion], speech.path, video_path, [f"{request.title}: {generation:.2f} s"],
+                                  settings, settings.render_size, progress, 0.3)
     note = f"{said} Rendered in {render['seconds']:.1f} s.\n\n{provenance(settings)}"
     yield GenerateResult(str(video_path), str(motion_path),
                          texts.timing_table(report, features_seconds, render, precision, export_seconds), note,
@@ -335,7 +271,7 @@ def _motion_made(settings: Settings, request: Request, speech: Speech, meanwhile
     start now, in a thread, while the caller hands the page its first result, and the function waits
     for them; otherwise (and on a ZeroGPU Space) they run when it is called."""
     def make() -> tuple:
-        features, features_seconds = _features(speech, settings, _no_progress, "")
+        features, features_seconds = _features(speech, settings, no_progress, "")
         motion, report = _sample(settings, request, features)
         return motion, report, features_seconds
 
@@ -378,7 +314,7 @@ def compare(audio_path: str | Path | None, seed: float | None = 0, trim: bool = 
     """Every registered sampler at its own steps (and the rule-based baseline) on the same speech and
     seed: one side-by-side video, a table and the bar chart's data."""
     settings = settings or Settings.from_env()
-    progress = progress or _no_progress
+    progress = progress or no_progress
     check = Request(np.zeros(0, np.float32), seed=seed, speaker=check_speaker(settings, speaker))
     with request_folder(settings) as folder:
         progress(0.0, desc="reading the audio")
@@ -388,7 +324,8 @@ def compare(audio_path: str | Path | None, seed: float | None = 0, trim: bool = 
                                                   progress)
         progress(0.5, desc="rendering side by side")
         video_path = folder / "compare.mp4"
-        render = _render(motions, speech, video_path, labels, settings, settings.compare_size, progress, 0.5)
+        render = rendering.render(motions, speech.path, video_path, labels, settings, settings.compare_size,
+                                  progress, 0.5)
     table = texts.comparison_table(rows, speech.seconds)
     cut = f" (its first {settings.max_seconds:g} s)" if speech.trimmed else ""
     note = (f"Same {speech.seconds:.1f} s of speech{cut} and seed {check.seed} for every sampler; E = expression "

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..settings import Settings
-from . import exports, handlers, texts
+from . import exports, handlers, rendering, texts
 from .live_takes import LiveTakes
 
 
@@ -54,13 +54,13 @@ def timing_table(result: dict, page: dict, render: dict | None, export_seconds: 
 
 
 def take_steps(value, takes: LiveTakes, settings: Settings,
-               progress: handlers.Progress | None = None) -> Iterator[handlers.GenerateResult]:
+               progress: rendering.Progress | None = None) -> Iterator[handlers.GenerateResult]:
     """A saved take for the page: first the 3D player's files (to replay it) and the .npz, then the
     .glb/.bvh/.csv downloads and the video. Takes longer than Settings.max_seconds are not rendered here
     (the video of 10 minutes would hold the renderer for as long): the note says how to render one."""
     from ..motion import load_motion
 
-    progress = progress or handlers._no_progress
+    progress = progress or rendering.no_progress
     take_id, page = page_figures(value)
     result = takes.result(take_id)
     motion_path = Path(result["motion"])
@@ -85,10 +85,9 @@ def take_steps(value, takes: LiveTakes, settings: Settings,
         return
     yield handlers.GenerateResult(None, str(motion_path), timing_table(result, page, None, export_seconds, True),
                                   f"{said} The video is rendering.", files, downloads)
-    samples = handlers.load_audio(files.speech)
-    speech = handlers.Speech(samples, Path(files.speech), trimmed=False)
     video_path = motion_path.parent / "avatar.mp4"
-    render = handlers._render([motion], speech, video_path, ["live"], settings, settings.render_size, progress, 0.3)
+    render = rendering.render([motion], files.speech, video_path, ["live"], settings, settings.render_size, progress,
+                              0.3)
     yield handlers.GenerateResult(str(video_path), str(motion_path),
                                   timing_table(result, page, render, export_seconds, True),
                                   f"{said} Rendered in {render['seconds']:.1f} s.", files, downloads)

@@ -34,9 +34,10 @@ from ..audio import MIN_SECONDS, SAMPLE_RATE
 from ..errors import InputError
 from ..motion import FPS
 from ..settings import LiveSettings, Settings
+from . import folders
 
 IDLE_SECONDS = 5.0    # a take whose audio stops coming for this long is abandoned (the page went away)
-TAKE_PREFIX = "request-live-"  # handlers.remove_old_requests removes these folders with the rest, by age
+TAKE_PREFIX = "request-live-"  # folders.remove_old_requests removes these folders with the rest, by age
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ class LiveTakes:
             pipeline = handlers.load_pipeline(self.settings)
             session = LiveSession(pipeline, chunk_s=self.options.chunk_s, lookahead_s=self.options.lookahead_s)
             self.settings.work_dir.mkdir(parents=True, exist_ok=True)
-            handlers.remove_old_requests(self.settings)
+            folders.remove_old_requests(self.settings)
             self._forget_removed()
             take = LiveTake(self, session, Path(tempfile.mkdtemp(prefix=TAKE_PREFIX, dir=self.settings.work_dir)))
             self.running[take.id] = take
@@ -293,13 +294,11 @@ class LiveTakes:
         return take
 
     def release(self, take: LiveTake) -> None:
-        from . import handlers
-
         with self.lock:
             self.running.pop(take.id, None)
             if take.result is not None:
                 self.finished[take.id] = take.result
-        handlers.release_memory()
+        folders.release_memory()
 
     def result(self, take_id: str) -> dict:
         """A saved take's files and figures; InputError when there is none (or its files were removed)."""

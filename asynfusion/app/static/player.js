@@ -18,7 +18,9 @@
 // (asynfusion/app/animations.py: the request is answered as soon as the motion is made; the animation is
 // export/animation.py's, no mesh, shader or upload to wait for), and plays both. Generate's later steps
 // carry the same stream: the result on the player stays as it is. Without a stream, or when it fails,
-// the animation comes as a Gradio file in the value. The player's root element exposes its state for
+// the animation comes as a Gradio file in the value; when the stream answers NOT_MADE (Generate failed
+// after its first result, and no later result will come) the player stops waiting and says why, while
+// Gradio shows the error. The player's root element exposes its state for
 // tests and scripts: data-state (empty, loading, playing, paused, live, failed) and data-frame (the motion
 // frame on screen: floor(currentTime x fps), less the sound's output latency while it plays through an
 // AudioContext, clamped to the last frame).
@@ -43,6 +45,7 @@ const SPECULAR = `
 const VIEW_BOTTOM = 0.30, VIEW_TOP = 1.08, TILT_DEGREES = 8, FIELD_OF_VIEW = 20;
 const FACE_BAND = 0.42;  // metres framed by the close-up, which follows the head
 const FACE_ABOVE_HEAD_JOINT = 0.03;  // the head joint sits at the skull's base: the face's middle is above it
+const NOT_MADE = 500;  // the stream's answer when Generate failed or stopped first (animations.NOT_MADE_STATUS)
 
 function softwareRenderer() {
   const gl = document.createElement("canvas").getContext("webgl2");
@@ -224,7 +227,12 @@ export function mount(THREE, element, props, watch, appRoot = document.baseURI) 
 
   async function animationFile(url) {  // asynfusion/export/animation.py's layout
     const response = await fetch(url);
-    if (!response.ok) throw new Error(`HTTP ${response.status} for the animation`);
+    if (!response.ok) {
+      const error = new Error(`HTTP ${response.status} for the animation`);
+      error.status = response.status;
+      error.reason = (await response.text().catch(() => "")).split("\n")[0];  // the route's one line
+      throw error;
+    }
     const buffer = await response.arrayBuffer();
     const length = new DataView(buffer).getUint32(0, true);
     const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, length)));
@@ -349,10 +357,16 @@ export function mount(THREE, element, props, watch, appRoot = document.baseURI) 
       animation = animationFile(new URL(value.stream, appRoot).href);
       try {
         await animation;
-      } catch (error) {  // the result's next step brings the animation as a file
+      } catch (error) {  // the result's next step brings the animation as a file, unless Generate failed
         if (token !== loading) return;
         streamed = null;
-        if (props.value?.stream === value.stream && props.value.animation) load(props.value);
+        if (props.value?.stream === value.stream && props.value.animation) {
+          load(props.value);
+        } else if (error.status === NOT_MADE) {  // no next step: the body stays in its pose, the speech can play
+          const line = error.reason || "the motion was not made";
+          sound.rest(() => audio.paused);
+          setState("failed", line[0].toUpperCase() + line.slice(1).replace(/\.?$/, "."));
+        }
         return;
       }
       if (token !== loading) return;
