@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-GENTLE_NICE = 10  # Linux: the exports' and the video's niceness, which the threads and processes they start inherit
+GENTLE_NICE = 10  # Linux: how much nicer than the app the exports and the video run (and what they start)
 _MEANWHILE = ThreadPoolExecutor(1, thread_name_prefix="meanwhile")  # one request's work at a time, as the app's
 
 
@@ -26,8 +26,9 @@ def gently(function: Callable, *args, **kwargs):
     priorities: Linux): a browser on the same machine (the app on localhost) starts the 3D player on time
     while the exports and the video are made, and these take the CPU the rest of the time."""
     def niced():
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), GENTLE_NICE)
+        with contextlib.suppress(OSError, AttributeError):  # relative: an app started under `nice` stays below it
+            thread = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, thread, min(os.getpriority(os.PRIO_PROCESS, thread) + GENTLE_NICE, 19))
         return function(*args, **kwargs)
 
     with ThreadPoolExecutor(1) as once:  # a new thread each time: the priority leaves with it
