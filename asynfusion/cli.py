@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shown", type=int, default=None,
                    help="frames already shown that each window starts with (ASYNFUSION_LIVE_SHOWN, 48; 43 fit)")
     p.add_argument("--known", type=int, default=None,
-                   help="the newest of them kept as known, the rest sampled anew (ASYNFUSION_LIVE_KNOWN, 8)")
+                   help="the newest of them kept as known, the rest sampled anew (ASYNFUSION_LIVE_KNOWN, 6)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     common(p)
     p.set_defaults(run=cmd_stream)

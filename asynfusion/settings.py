@@ -20,7 +20,7 @@
     ASYNFUSION_LIVE_CHUNK      live: seconds of new motion made at a time (0.5; LiveSettings)
     ASYNFUSION_LIVE_LOOKAHEAD  live: seconds of speech heard after a frame before it is sent (0.2)
     ASYNFUSION_LIVE_SHOWN      live: frames already shown that each window starts with (48; at most 43 fit)
-    ASYNFUSION_LIVE_KNOWN      live: the newest of those kept as known; the older are sampled anew (8)
+    ASYNFUSION_LIVE_KNOWN      live: the newest of those kept as known; the older are sampled anew (6)
 
 Host and port are Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, read by `launch()` itself.
 The functions below read a variable when called (not at import), so a test or a caller can set it first.
@@ -179,9 +179,9 @@ class LiveSettings:
     shown_frames: int = 48
     # the newest of them given to the network as known and kept; the older ones are sampled anew. All 43
     # known, v6's streamed motion moved 0.71-0.74x as fast as offline; 12: 0.96-1.05x. v7 (trained to rest
-    # in pauses) with 12: 0.72-0.89x; 8: 0.84-1.03x, 4: 1.14-1.18x (real take, both seeds; live.py);
-    # ASYNFUSION_LIVE_KNOWN
-    known_frames: int = 8
+    # in pauses) with 12: 0.72-0.89x; 8: 0.84-1.03x, 4: 1.14-1.18x. v8 with 8: 0.75x; 6: 0.83-1.01x (real
+    # take, both seeds; live.py); ASYNFUSION_LIVE_KNOWN
+    known_frames: int = 6
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "LiveSettings":

@@ -5,6 +5,7 @@ once is told the app is busy, a page closed mid-take frees the server for the ne
 and a silent one end with one line, and the app goes on serving after each."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -92,7 +93,9 @@ def test_a_live_take_moves_the_player_shows_latency_and_leaves_downloads(app_url
     # what the page measured (how much: tools/live_screenshot.py's figures, not a timed test)
     assert live["player_state"] == "live" and live["frames"] >= 15
     assert 0 < live["latency_p50_s"] <= live["latency_p95_s"] and live["mouth_delay_s"] > 0
-    assert f"p95 {live['latency_p95_s']:.2f} s" in live["shown"]   # the page shows what it measured
+    # the page shows what it measured (to 2 places; the dataset holds it to 3, so compare within a rounding)
+    shown_p95 = re.search(r"p95 (\d+\.\d\d) s", live["shown"])
+    assert shown_p95 and abs(float(shown_p95.group(1)) - live["latency_p95_s"]) <= 0.0051, live["shown"]
     assert sorted(Path(name).suffix for name in seen["downloads"]) == [".bvh", ".csv", ".glb", ".npz"]
     assert seen["after stop"]["status"].startswith("Take saved")
     from PIL import Image
