@@ -11,13 +11,11 @@ windows), so the new frames join the old ones without a seam. (Fading the new fr
 previous window's lookahead instead, as before, left a hitch every chunk: on the real take the steps
 rose to 1.8x the mean six frames after each boundary, where the fade ended; settled, no phase is above 1.2x.)
 
-Only the newest `known_frames` (6, settings.LiveSettings) of the shown frames a window starts with are
-known; the older ones are in the window, sampled anew and thrown away. Shown all 43 as known, checkpoint
-v6 kept the new frames close to them: streamed motion moved 0.71-0.74x as fast as offline motion on the
-same speech, the wrists' p95 0.70-0.74x. v6 with 12 known: speed 0.96-1.05x, wrists 0.91-1.10x (the
-real take, bf16 and fp32, seeds 0 and 1; 16 known: speed 0.90-1.00x, 8: 1.11x, 4: 1.22x, fp32). v7,
-which rests its arms in pauses, with 12: 0.72-0.89x; with 8: speed 0.84-1.03x, wrists 0.83-1.05x. v8 with 8:
-0.75x; with 6: speed 0.83-1.01x, wrists 0.82-1.00x. The window keeps its
+Only the newest `known_frames` (settings.LiveSettings, where the measurements per checkpoint that chose
+it are) of the shown frames a window starts with are known; the older ones are in the window, sampled
+anew and thrown away. Shown all 43 as known, checkpoint v6 kept the new frames close to them: streamed
+motion moved 0.71-0.74x as fast as offline motion on the same speech, the wrists' p95 0.70-0.74x. The
+fewer known, the livelier; too few, and the steps just after a boundary rise. The window keeps its
 trained length: starting it at the known frames instead (16 shown, all known) made it 37 frames long
 and the motion 0.80x.
 

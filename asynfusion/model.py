@@ -293,7 +293,7 @@ class AsynFusionModel(nn.Module):
         frames = audio_features.shape[1]
         position = sinusoidal(torch.arange(frames, device=audio_features.device), self.config.width)  # (N, width)
         h, c = {}, {}
-        pooled = audio_features.mean(1)                                                                 # (B, width)
+        pooled = audio_features.mean(1) if self.config.pooled_audio else None                          # (B, width)
         for name, motion in x.items():
             branch = self.branches[name]
             h[name] = branch.input(motion) + branch.audio(audio_features) + position.to(motion.dtype)  # (B, N, width)

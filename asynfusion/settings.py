@@ -180,7 +180,7 @@ class LiveSettings:
     # the newest of them given to the network as known and kept; the older ones are sampled anew. All 43
     # known, v6's streamed motion moved 0.71-0.74x as fast as offline; 12: 0.96-1.05x. v7 (trained to rest
     # in pauses) with 12: 0.72-0.89x; 8: 0.84-1.03x, 4: 1.14-1.18x. v8 with 8: 0.75x; 6: 0.83-1.01x (real
-    # take, both seeds; live.py); ASYNFUSION_LIVE_KNOWN
+    # take, both seeds; tools/stream_check.py); ASYNFUSION_LIVE_KNOWN
     known_frames: int = 6
 
     @classmethod
