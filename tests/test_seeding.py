@@ -21,3 +21,15 @@ def test_no_two_streams_share_numbers():
     draws = torch.stack([draw(*key) for key in keys])
     first = draws[:, 0]
     assert len(torch.unique(first)) == len(keys)
+
+
+def test_every_evaluated_clip_draws_its_own_seed():
+    """eval samples clip i of a run with clip_seed(seed, i): one request seed for every clip would start
+    them all from the same noise (the same hidden style in every clip)."""
+    from asynfusion.request import MAX_SEED
+    from asynfusion.seeding import clip_seed
+
+    seeds = [clip_seed(seed, index) for seed in (0, 1, 2) for index in range(200)]
+    assert len(set(seeds)) == len(seeds)
+    assert all(0 <= s <= MAX_SEED for s in seeds)
+    assert clip_seed(0, 5) == clip_seed(0, 5)

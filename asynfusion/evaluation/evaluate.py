@@ -9,7 +9,10 @@
 
 Every generated clip is compared with the ground truth of the same clips (metrics.py); Fréchet
 distances use the latents of the shipped motion autoencoder (autoencoder.py, or
-$ASYNFUSION_AUTOENCODER). Deterministic: fixed seeds for the model and for the baseline.
+$ASYNFUSION_AUTOENCODER). Deterministic: fixed seeds for the model and for the baseline. Each clip is
+sampled from its own seed (seeding.clip_seed): independent draws, like the data's clips; one seed for
+every clip would give every clip the same starting noise and collapse the spread across clips (on
+checkpoint v8: FMD 20.2 instead of 3.5, Div 9.5 instead of 11.8).
 """
 
 import json
@@ -27,6 +30,7 @@ from ..data.beat2 import Clip, expression_space, load_clips
 from ..diffusion.registry import DEFAULT_SAMPLER, SAMPLERS, best_available
 from ..errors import InputError
 from ..motion import GESTURE_JOINTS, UPPER_BODY_JOINTS, Motion
+from ..seeding import clip_seed
 from . import metrics
 from .autoencoder import MotionAutoencoder, load_autoencoder
 
@@ -161,8 +165,10 @@ class Generator:
         motions, seconds, info = [], [], {}
         from ..request import Request
 
-        for clip, features in _progress(list(zip(self.clips, self.features))[:count], f"{sampler} seed {seed}"):
-            motion, report = self.pipeline.generate(Request(clip.samples, sampler, seed=seed), features=features)
+        pairs = list(zip(self.clips, self.features))[:count]
+        for i, (clip, features) in enumerate(_progress(pairs, f"{sampler} seed {seed}")):
+            request = Request(clip.samples, sampler, seed=clip_seed(seed, i))
+            motion, report = self.pipeline.generate(request, features=features)
             motions.append(motion)
             seconds.append(report.seconds_total)
             info = {"steps_expression": report.sampling.steps_expression,
