@@ -212,14 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio")
     p.add_argument("-o", "--output", required=True, help="motion .npz to write (the whole take)")
     sampling_options(p)
+    defaults = settings.LiveSettings()  # the help names the defaults the code uses, not a copy of them
     p.add_argument("--chunk", type=float, default=None,
-                   help="seconds of new motion made at a time (ASYNFUSION_LIVE_CHUNK, 0.5)")
+                   help=f"seconds of new motion made at a time (ASYNFUSION_LIVE_CHUNK, {defaults.chunk_s})")
     p.add_argument("--lookahead", type=float, default=None,
-                   help="seconds of speech heard after a frame before it is sent (ASYNFUSION_LIVE_LOOKAHEAD, 0.2)")
+                   help="seconds of speech heard after a frame before it is sent "
+                        f"(ASYNFUSION_LIVE_LOOKAHEAD, {defaults.lookahead_s})")
     p.add_argument("--shown", type=int, default=None,
-                   help="frames already shown that each window starts with (ASYNFUSION_LIVE_SHOWN, 48; 43 fit)")
+                   help="frames already shown that each window starts with "
+                        f"(ASYNFUSION_LIVE_SHOWN, {defaults.shown_frames}; 43 fit)")
     p.add_argument("--known", type=int, default=None,
-                   help="the newest of them kept as known, the rest sampled anew (ASYNFUSION_LIVE_KNOWN, 6)")
+                   help="the newest of them kept as known, the rest sampled anew "
+                        f"(ASYNFUSION_LIVE_KNOWN, {defaults.known_frames})")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     common(p)
     p.set_defaults(run=cmd_stream)
