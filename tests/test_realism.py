@@ -137,6 +137,17 @@ def test_reference_rows_and_targets_on_a_synthetic_capture(speech_like):
     assert len(met) == 12
 
 
+def test_window_distance_target_is_a_quarter_of_the_still_poses():
+    """Issue #21 tightened the window distance from 35 % to 25 % of a still pose's."""
+    capture = _swinging_arms(600, 0.3)
+    reference = Reference(capture, np.ones(600))
+    real = reference.reference_rows()[0]
+    row = reference.row(capture, "itself")
+    for share, met in ((0.24, True), (0.25, True), (0.3, False), (0.34, False)):
+        row.frechet_vs_still = share
+        assert targets(row, real)["frechet_vs_still"] is met, share
+
+
 def test_realism_command_prints_the_table(tmp_path, capsys, speech_like):
     capture = _swinging_arms(400, 0.3)
     save_motion(tmp_path / "capture.npz", capture)
