@@ -42,7 +42,7 @@ from .diffusion.registry import DEFAULT_SAMPLER
 from .diffusion.sampler import sample
 from .errors import InputError
 from .model import known_frames
-from .motion import FPS, Motion, features_to_motion
+from .motion import FPS, Motion, features_to_motion, smooth_gesture
 from .pipeline import Pipeline, sampling_threads, settle_edges
 from .request import Request
 from .seeding import NOISE, generator_for
@@ -50,6 +50,7 @@ from .settings import LiveSettings
 
 SETTLE_FRAMES = 16      # the step into the new frames is taken out over this many (pipeline.settle_edges)
 CONTEXT_FRAMES = 30     # audio before the window that its features see (the encoder's onsets, deltas)
+SMOOTHING_CONTEXT = 15  # sent frames the gesture low-pass sees before a chunk (its response dies out in ~5)
 BLOCK_S = 0.02          # a microphone's buffer: stream_file feeds audio in blocks of this length
 
 
@@ -86,6 +87,10 @@ class LiveSession:
         self._audio, self._heard = np.zeros(4 * SAMPLE_RATE, np.float32), 0  # grows by doubling (feed)
         self.features = {b: np.zeros((0, d), np.float32) for b, d in
                          (("expression", pipeline.config.expression_dim), ("gesture", pipeline.config.gesture_dim))}
+        # the gestures as sent, low-passed (motion.smooth_gesture) over the frames before and the latest window's
+        # sampled frames after (its lookahead), so a chunk joins the one before it and `motion()` is what was sent
+        self.sent_gesture = self.features["gesture"].copy()
+        self._ahead = self.features["gesture"].copy()
         self.windows = 0
         self.seconds_sampling = 0.0
         self.threads = pipeline.threads or sampling_threads()
@@ -141,6 +146,10 @@ class LiveSession:
         first = self.emitted
         while self.emitted < end:
             self._window(end)
+        before = max(0, first - SMOOTHING_CONTEXT)
+        around = np.concatenate([self.features["gesture"][before:end], self._ahead])
+        smoothed = smooth_gesture(around, self.pipeline.gesture_cutoff_hz)[first - before:end - before]
+        self.sent_gesture = np.concatenate([self.sent_gesture, smoothed])
         return self._motion(first, end)
 
     def _window(self, end: int) -> None:
@@ -171,6 +180,8 @@ class LiveSession:
         for b in BRANCHES:
             window = settle_edges(x[b][0].float().cpu().numpy(), mask[0].numpy(), SETTLE_FRAMES)
             self.features[b] = np.concatenate([self.features[b], window[shown:new_end - start]])
+            if b == "gesture":
+                self._ahead = window[new_end - start:]
 
     def _audio_features(self, start: int, end: int) -> torch.Tensor:
         """(1, end - start, A) normalized audio features of frames [start, end), with some audio before."""
@@ -184,11 +195,12 @@ class LiveSession:
         stats = self.pipeline.checkpoint.stats
         return features_to_motion(
             stats.denormalize("expression", self.features["expression"][first:end]),
-            stats.denormalize("gesture", self.features["gesture"][first:end]),
+            stats.denormalize("gesture", self.sent_gesture[first:end]),
             expression_space=self.pipeline.config.expression_space,
             metadata={"sampler": self.request.sampler, "steps_expression": self.request.steps_expression,
                       "steps_gesture": self.request.steps_gesture, "seed": self.request.seed, "live": True,
-                      "precision": self.pipeline.precision.name})
+                      "precision": self.pipeline.precision.name,
+                      "gesture_cutoff_hz": self.pipeline.gesture_cutoff_hz})
 
 
 @dataclass

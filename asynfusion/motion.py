@@ -171,6 +171,29 @@ def motion_to_features(motion: Motion, expression_coeffs: int) -> tuple[np.ndarr
     return expression.astype(np.float32), gesture.astype(np.float32)
 
 
+# The network's gesture output trembles: frame to frame, its arms' jerk (third derivative of the joint
+# positions) is 4-5x a motion capture's on the same speech (the capture of ../shared/real: 34 m/s^3; DDIM
+# 150, the LCM samplers 128), a shake a viewer sees though the gesture itself is right. A low-pass at 6 Hz
+# keeps the gestures (strokes and beats live below 5 Hz; the wrists' 95th-percentile speed drops ~3 %)
+# and brings the jerk to the capture's (30-46 m/s^3), as a motion-capture pipeline filters its markers.
+GESTURE_CUTOFF_HZ = 6.0
+
+
+def smooth_gesture(gesture: np.ndarray, cutoff_hz: float | None = GESTURE_CUTOFF_HZ, fps: float = FPS) -> np.ndarray:
+    """(T, D) gesture features low-passed along time: a 2nd-order Butterworth run forwards and backwards
+    (no lag; the fall-off is 4th-order). None or 0 returns them as they are. The face is never filtered:
+    the jaw opens and closes with syllables at up to ~8 Hz."""
+    from scipy.signal import butter, filtfilt
+
+    if not cutoff_hz or len(gesture) < 2:
+        return gesture
+    b, a = butter(2, cutoff_hz / (fps / 2))
+    # odd extension at the ends keeps the first and last frames' value and slope; a clip shorter than
+    # filtfilt's default padding (9 frames) is padded by what it has
+    pad = min(3 * max(len(a), len(b)), len(gesture) - 1)
+    return filtfilt(b, a, gesture, axis=0, padtype="odd", padlen=pad).astype(gesture.dtype)
+
+
 def features_to_motion(expression: np.ndarray, gesture: np.ndarray, **motion_fields) -> Motion:
     """(expression, gesture) features -> Motion; joints the model does not generate stay at rest."""
     num_frames = len(expression)

@@ -32,7 +32,7 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .config import BRANCHES
 from .diffusion.sampler import SampleStats, sample
 from .model import known_frames
-from .motion import Motion, features_to_motion
+from .motion import GESTURE_CUTOFF_HZ, Motion, features_to_motion, smooth_gesture
 from .precision import choose_precision, usable_cores
 from .request import Request
 from .seeding import NOISE, generator_for
@@ -266,6 +266,7 @@ class Pipeline:
         for model in self.checkpoint.models.values():
             model.to(self.device)
         self.threads = threads  # 0: chosen for each generation (sampling_threads)
+        self.gesture_cutoff_hz = GESTURE_CUTOFF_HZ  # the low-pass on the gestures (motion.smooth_gesture); None: raw
 
     def features(self, samples: np.ndarray) -> np.ndarray:
         """Normalized (T, A) audio features of a 16 kHz clip."""
@@ -301,15 +302,16 @@ class Pipeline:
             seconds_join = time.perf_counter() - join_start
 
         stitch_start = time.perf_counter()
+        gesture = self.checkpoint.stats.denormalize("gesture", features_out["gesture"])
         motion = features_to_motion(
             self.checkpoint.stats.denormalize("expression", features_out["expression"]),
-            self.checkpoint.stats.denormalize("gesture", features_out["gesture"]),
+            smooth_gesture(gesture, self.gesture_cutoff_hz),
             expression_space=config.expression_space, metadata={
                 "sampler": request.sampler, "steps_expression": sampling.steps_expression,
                 "steps_gesture": sampling.steps_gesture, "seed": request.seed,
                 "checkpoint": str(self.checkpoint.path or "in-memory"),
                 "trained_on": self.checkpoint.info.get("trained_on", "untrained"),
-                "precision": self.precision.name,
+                "precision": self.precision.name, "gesture_cutoff_hz": self.gesture_cutoff_hz,
             })
         seconds_stitch = seconds_join + time.perf_counter() - stitch_start
         report = GenerationReport(

@@ -53,8 +53,9 @@ def test_one_step_lcm_returns_the_denoised_estimate():
 
 def test_timestep_grids():
     assert ddim_timesteps(25)[0] == 999 and len(ddim_timesteps(25)) == 25
-    assert lcm_timesteps(4, 20) == [999, 749, 499, 249]
-    assert set(lcm_timesteps(8, 40)) <= set(range(999, -1, -25))
+    assert lcm_timesteps(4, 20) == [999, 699, 349, 49]             # from the grid's first point to its last
+    assert lcm_timesteps(8, 40) == [999, 849, 724, 574, 449, 299, 174, 24]
+    assert lcm_timesteps(1, 20) == [999] and lcm_timesteps(20, 20) == list(range(999, -1, -50))
     with pytest.raises(ValueError):
         lcm_timesteps(30, 20)
 

@@ -43,6 +43,28 @@ def test_frames_come_a_chunk_at_a_time_behind_the_lookahead_and_all_come_out(pip
     assert session.windows == len(pieces) + 1 and session.finish() is None
 
 
+def test_live_gestures_are_low_passed_across_chunks(pipeline, speech_like, monkeypatch):
+    """Each chunk is smoothed with the frames sent before it and the window's lookahead after it: the
+    take trembles far less than the raw one, with no step where two chunks meet."""
+    from asynfusion.motion import GESTURE_JOINTS
+
+    def take():
+        session = LiveSession(pipeline, "async-lcm", chunk_s=0.3, lookahead_s=0.2)
+        samples, block = speech_like(3.0), int(BLOCK_S * 16_000)
+        sizes = [p.num_frames for p in (session.feed(samples[o:o + block]) for o in range(0, len(samples), block))
+                 if p is not None]
+        session.finish()
+        return session.motion().poses.reshape(90, -1, 3)[:, GESTURE_JOINTS], np.cumsum(sizes)[:-1]
+
+    smoothed, joins = take()
+    monkeypatch.setattr(pipeline, "gesture_cutoff_hz", None)
+    raw, _ = take()
+    jerk = np.abs(np.diff(smoothed, 3, axis=0)).mean()
+    assert jerk < 0.5 * np.abs(np.diff(raw, 3, axis=0)).mean()
+    steps = np.abs(np.diff(smoothed, axis=0)).max(axis=(1, 2))       # the biggest joint step per frame
+    assert len(joins) >= 3 and steps[joins - 1].max() <= 3 * np.percentile(steps, 95)
+
+
 def test_each_window_continues_the_newest_frames_already_shown(pipeline, speech_like, monkeypatch):
     import asynfusion.live as live
 

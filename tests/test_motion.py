@@ -3,6 +3,7 @@ import pytest
 
 from asynfusion.errors import InputError
 from asynfusion.motion import (
+    FPS,
     GESTURE_JOINTS,
     JAW,
     Motion,
@@ -11,6 +12,7 @@ from asynfusion.motion import (
     load_motion,
     motion_to_features,
     save_motion,
+    smooth_gesture,
 )
 from asynfusion.rotation import axis_angle_to_6d, rotation_6d_to_axis_angle, rotation_6d_to_matrix
 
@@ -95,3 +97,21 @@ def test_norm_stats_floor_constant_features():
     x[:, 0] = np.arange(100)
     stats = NormStats.fit(x, x, x)
     assert stats.expression_std[1] == NormStats.MIN_STD and stats.expression_std[0] > 1
+
+
+def _jerk(x: np.ndarray) -> float:
+    return float(np.abs(np.diff(x, 3, axis=0)).mean())
+
+
+def test_smoothing_takes_the_tremble_out_of_a_gesture_and_keeps_the_gesture():
+    beat = np.sin(2 * np.pi * 1.5 * np.arange(300) / FPS)[:, None] * np.ones((1, 6))   # a 1.5 Hz beat
+    trembling = (beat + 0.05 * np.random.default_rng(0).standard_normal(beat.shape)).astype(np.float32)
+    smoothed = smooth_gesture(trembling)
+    assert smoothed.dtype == np.float32 and smoothed.shape == beat.shape
+    assert _jerk(smoothed) < 0.3 * _jerk(trembling)
+    assert np.abs(smoothed - beat)[30:-30].max() < 0.1            # the beat itself passes
+    assert np.abs(smoothed - beat)[30:-30].mean() < 0.03
+    assert smooth_gesture(trembling, None) is trembling           # off: the features as they are
+    for frames in (1, 2, 5, 9):                                   # shorter than the filter's padding
+        short = smooth_gesture(trembling[:frames])
+        assert short.shape == (frames, 6) and np.isfinite(short).all()

@@ -59,6 +59,25 @@ def test_same_seed_same_motion(tiny_checkpoint, speech_like):
     assert a.metadata["sampler"] == "async-lcm" and a.metadata["seed"] == 1
 
 
+def test_the_gestures_are_low_passed_and_the_face_is_not(tiny_checkpoint, speech_like):
+    from asynfusion.motion import GESTURE_JOINTS, JAW
+
+    pipeline = Pipeline(tiny_checkpoint, precision="fp32")
+    request = Request(speech_like(3.0), "async-lcm", seed=2)
+    smoothed, _ = pipeline.generate(request)
+    pipeline.gesture_cutoff_hz = None
+    raw, _ = pipeline.generate(request)
+
+    def jerk(motion):
+        poses = motion.poses.reshape(len(motion.poses), -1, 3)[:, GESTURE_JOINTS]
+        return np.abs(np.diff(poses, 3, axis=0)).mean()
+
+    assert jerk(smoothed) < 0.5 * jerk(raw)
+    assert smoothed.metadata["gesture_cutoff_hz"] == 6.0 and raw.metadata["gesture_cutoff_hz"] is None
+    np.testing.assert_array_equal(smoothed.expressions, raw.expressions)
+    np.testing.assert_array_equal(smoothed.poses.reshape(-1, 55, 3)[:, JAW], raw.poses.reshape(-1, 55, 3)[:, JAW])
+
+
 def test_stitching_leaves_no_seam(tiny_checkpoint, speech_like):
     """At window boundaries the largest frame-to-frame jump stays within the clip's typical jumps."""
     pipeline = Pipeline(tiny_checkpoint, precision="fp32")

@@ -134,7 +134,11 @@ def test_reference_rows_and_targets_on_a_synthetic_capture(speech_like):
     met = targets(slow, rows[0])
     assert not met["upper_body_speed"] and slow.frechet_vs_still > itself.frechet_vs_still
     assert not met["finger_curl"] and not met["head_rotation_std"]  # the capture's fingers and head move, these not
-    assert len(met) == 12
+    assert len(met) == 13
+    trembling = _swinging_arms(600, 0.3)
+    trembling.poses = capture.poses + np.random.default_rng(1).normal(0, 0.01, capture.poses.shape)
+    shaky = reference.row(trembling, "trembling")          # the same swing with a 0.01 rad tremble on it
+    assert shaky.arm_jerk > 2 * rows[0].arm_jerk and not targets(shaky, rows[0])["arm_jerk"]
 
 
 def test_window_distance_target_is_a_quarter_of_the_still_poses():
@@ -159,7 +163,7 @@ def test_realism_command_prints_the_table(tmp_path, capsys, speech_like):
                  "--audio", str(tmp_path / "speech.wav"), "--baseline", "0.5", "--json", str(tmp_path / "r.json")])
     out = capsys.readouterr().out
     assert code == 0 and "| half |" in out and "still pose" in out and "rule-based, mood 0.5" in out
-    assert "finger curl rad" in out and "energy ratio" in out and "/12 |" in out
+    assert "finger curl rad" in out and "energy ratio" in out and "arm jerk" in out and "/13 |" in out
     import json
 
     report = json.loads((tmp_path / "r.json").read_text())
