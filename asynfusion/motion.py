@@ -171,11 +171,12 @@ def motion_to_features(motion: Motion, expression_coeffs: int) -> tuple[np.ndarr
     return expression.astype(np.float32), gesture.astype(np.float32)
 
 
-# The network's gesture output trembles: frame to frame, its arms' jerk (third derivative of the joint
-# positions) is 4-5x a motion capture's on the same speech (the capture of ../shared/real: 34 m/s^3; DDIM
-# 150, the LCM samplers 128), a shake a viewer sees though the gesture itself is right. A low-pass at 6 Hz
-# keeps the gestures (strokes and beats live below 5 Hz; the wrists' 95th-percentile speed drops ~3 %)
-# and brings the jerk to the capture's (30-46 m/s^3), as a motion-capture pipeline filters its markers.
+# The network's gesture output trembles: its arms' jerk (realism.arm_jerk, the elbows' and wrists' third
+# derivative) on the speech of ../shared/real is 5x the capture's with DDIM (193-203 m/s^3 against 39) and
+# 2.3x with async LCM (90-91), a shake a viewer sees though the gesture itself is right. A low-pass at 6 Hz
+# keeps the gestures (strokes and beats live below 5 Hz; the wrists' 95th-percentile speed drops 2-7 %) and
+# brings the jerk to 55-61 (DDIM) and 35 (LCM), as a motion-capture pipeline filters its markers; 8 Hz left
+# DDIM at 2x, 4 Hz slowed the wrists 8-12 %.
 GESTURE_CUTOFF_HZ = 6.0
 
 

@@ -31,7 +31,7 @@ the rotation angle |axis-angle|:
                       halves by the loudness of the speech at each frame (`loudness_envelope`): does the
                       body's energy follow the voice's (the capture's own figure is the target's reference)
     arm_jerk          mean |third difference| x 30^3 of the elbow and wrist positions, m/s^3: a tremble the
-                      speed hardly shows (the network's raw gestures had 4-5x the capture's; motion.smooth_gesture)
+                      speed hardly shows (the network's raw gestures had 2.3-5x the capture's; motion.smooth_gesture)
 
 Two reference rows come with every table: the capture's first half against its second half (the
 floor: how far one take of the same speaker is from another) and the still pose.
