@@ -184,15 +184,15 @@ def smooth_gesture(gesture: np.ndarray, cutoff_hz: float | None = GESTURE_CUTOFF
     """(T, D) gesture features low-passed along time: a 2nd-order Butterworth run forwards and backwards
     (no lag; the fall-off is 4th-order). None or 0 returns them as they are. The face is never filtered:
     the jaw opens and closes with syllables at up to ~8 Hz."""
-    from scipy.signal import butter, filtfilt
+    from scipy.signal import butter, sosfiltfilt
 
     if not cutoff_hz or len(gesture) < 2:
         return gesture
-    b, a = butter(2, cutoff_hz / (fps / 2))
+    sos = butter(2, cutoff_hz, fs=fps, output="sos")  # as realism.jaw_depth filters the jaw
     # odd extension at the ends keeps the first and last frames' value and slope; a clip shorter than
-    # filtfilt's default padding (9 frames) is padded by what it has
-    pad = min(3 * max(len(a), len(b)), len(gesture) - 1)
-    return filtfilt(b, a, gesture, axis=0, padtype="odd", padlen=pad).astype(gesture.dtype)
+    # the default padding (9 frames) is padded by what it has
+    pad = min(9, len(gesture) - 1)
+    return sosfiltfilt(sos, gesture, axis=0, padtype="odd", padlen=pad).astype(gesture.dtype)
 
 
 def features_to_motion(expression: np.ndarray, gesture: np.ndarray, **motion_fields) -> Motion:
