@@ -311,3 +311,31 @@ def test_folding_the_lcm_guidance_gives_one_evaluation_what_the_guided_pair_gave
     assert (after["gesture"] - goal["gesture"]).abs().mean() < 0.5 * (before["gesture"] - goal["gesture"]).abs().mean()
     motion, report = Pipeline(folded).generate(Request(torch.randn(16000 * 2).numpy() * 0.1, "async-lcm"))
     assert (report.sampling.nfe_expression, report.sampling.nfe_gesture) == (4, 8)  # what its steps say
+
+
+def test_fold_data_terms_ask_the_gesture_x0_for_the_data_and_for_rest_in_pauses():
+    from asynfusion.diffusion.schedule import NoiseSchedule
+    from asynfusion.training.fold import FoldConfig, data_terms
+
+    schedule = NoiseSchedule()
+    generator = torch.Generator().manual_seed(0)
+    x0 = {"expression": torch.randn(2, 16, 3, generator=generator), "gesture": torch.zeros(2, 16, 4)}
+    t = {b: torch.full((2,), 10) for b in x0}
+    x_t = {b: schedule.add_noise(x0[b], torch.randn(x0[b].shape, generator=generator), t[b]) for b in x0}
+    pause = torch.zeros(2, 16, dtype=torch.bool)
+    pause[:, 8:] = True
+    moving = torch.zeros(2, 16, 4)
+    moving[:, 1::2] = 1.0                                  # an x0 prediction that shakes on every frame
+
+    def added(output, **weights):
+        losses = {b: torch.tensor(0.0) for b in x0}
+        data_terms(losses, FoldConfig("d", "c", "o", **weights), schedule, "x0", output, x_t, t, x0, pause)
+        return {b: float(v) for b, v in losses.items()}
+
+    still_in_pauses = moving.clone()
+    still_in_pauses[:, 7:] = 0.0                         # settled from the frame before the pause
+    shaking = {"expression": x0["expression"], "gesture": moving}
+    assert added(shaking, pause_velocity=1.0)["gesture"] == pytest.approx(1.0)            # (±1)² on every step
+    assert added({**shaking, "gesture": still_in_pauses}, pause_velocity=1.0)["gesture"] < 1e-9  # moves outside only
+    assert added(shaking, data_weight=2.0)["gesture"] == pytest.approx(2 * 0.5 * 0.5)  # Huber(1) = 0.5 on half the frames
+    assert added({**shaking, "expression": x0["expression"] + 1}, data_weight=2.0, pause_velocity=1.0)["expression"] == 0  # the face: untouched

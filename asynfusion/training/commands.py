@@ -43,7 +43,8 @@ def cmd_fold_guidance(args) -> None:
 
     config = FoldConfig(data=args.data, checkpoint=args.checkpoint, out=args.out or args.checkpoint,
                         bf16=training_bf16(args),
-                        **given(args, "steps", "batch_size", "lr", "seed", "threads", "pause_windows"))
+                        **given(args, "steps", "batch_size", "lr", "seed", "threads", "pause_windows",
+                                  "data_weight", "pause_velocity"))
     print(f"checkpoint with the guidance folded into its LCM weights written to {fold_guidance(config)}")
 
 
@@ -127,7 +128,7 @@ def add_training_commands(commands, precision_option) -> None:
     p.add_argument("--checkpoint", required=True, help="a distilled checkpoint whose LCM samplers are guided")
     p.add_argument("--out", default=None, help="default: replace the checkpoint's lcm.safetensors")
     for option, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--seed", int), ("--threads", int),
-                         ("--pause-windows", float)):
+                         ("--pause-windows", float), ("--data-weight", float), ("--pause-velocity", float)):
         p.add_argument(option, type=kind, default=None)
     precision_option(p, "folding")
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
