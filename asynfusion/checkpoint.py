@@ -58,6 +58,12 @@ class Checkpoint:
         named = self.info.get("guidance", {})
         return Guidance.parse(named.get(kind, 1.0), named.get("max_t", self.config.num_train_timesteps))
 
+    def fresh_noise_for(self, weights: str) -> dict[str, float]:
+        """Per branch, the share of new noise in an LCM step of `model_for(weights)` (schedule.lcm_step), as
+        info["fresh_noise"] names it for the distilled student (chosen by evaluating it); 1 where unnamed."""
+        kind = weights if weights in self.models else "diffusion"
+        return {b: float(w) for b, w in self.info.get("fresh_noise", {}).get(kind, {}).items()}
+
 
 @contextmanager
 def atomic_folder(path: str | os.PathLike):

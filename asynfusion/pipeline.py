@@ -338,7 +338,7 @@ class Pipeline:
             if config.num_speakers else None
         return sample(model, batch, request.spec, request.steps, draw_noise, speaker=speakers, dtype=self.dtype,
                       count_flops=count_flops, guidance=self.checkpoint.guidance_for(request.spec.weights),
-                      known=known)
+                      known=known, fresh_noise=self.checkpoint.fresh_noise_for(request.spec.weights))
 
     def _sample_joined(self, request: Request, model, audio: np.ndarray, plan: JoinPlan,
                        count_flops: bool) -> tuple[dict[str, np.ndarray], SampleStats, float]:

@@ -51,6 +51,22 @@ def test_one_step_lcm_returns_the_denoised_estimate():
     torch.testing.assert_close(denoised, consistency_output(schedule, v, torch.tensor(t), x_t))
 
 
+def test_lcm_fresh_noise_share_keeps_part_of_the_trajectory():
+    schedule = NoiseSchedule()
+    generator = torch.Generator().manual_seed(0)
+    x0, carried, noise = (torch.randn(4, 64, 32, generator=generator) for _ in range(3))
+    x_t = schedule.add_noise(x0, carried, torch.tensor(574))
+    v = schedule.velocity(x0, carried, torch.tensor(574))            # a network that knows x0: denoised is x0
+    step = {fresh: lcm_step(schedule, v, 574, 449, x_t, noise, fresh)[0] for fresh in (1.0, 0.5, 0.0)}
+    torch.testing.assert_close(step[1.0], lcm_step(schedule, v, 574, 449, x_t, noise)[0])  # LCM's own
+    torch.testing.assert_close(step[1.0], schedule.add_noise(x0, noise, torch.tensor(449)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step[0.0], schedule.add_noise(x0, carried, torch.tensor(449)), atol=1e-4, rtol=1e-4)
+    a = schedule.alpha_bar_at(torch.tensor(449))
+    mixed = (step[0.5] - a.sqrt() * x0) / (1 - a).sqrt()            # the noise the half-fresh step put in
+    torch.testing.assert_close(mixed, 0.5 ** 0.5 * (carried + noise), atol=1e-4, rtol=1e-4)
+    assert mixed.std().item() == pytest.approx(1.0, abs=0.02)       # still unit variance
+
+
 def test_timestep_grids():
     assert ddim_timesteps(25)[0] == 999 and len(ddim_timesteps(25)) == 25
     assert lcm_timesteps(4, 20) == [999, 699, 349, 49]             # from the grid's first point to its last

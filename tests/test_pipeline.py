@@ -150,3 +150,22 @@ def test_a_continuation_checkpoint_joins_by_continuing(tmp_path, write_tiny_chec
 def test_untrained_checkpoint_is_labelled(tiny_config):
     checkpoint = untrained_checkpoint(tiny_config())
     assert not checkpoint.trained and "UNTRAINED" in checkpoint.info["description"]
+
+
+def test_the_checkpoint_names_the_fresh_noise_of_its_lcm_steps(tiny_config, randomize_zero_inits, speech_like):
+    import copy
+
+    checkpoint = untrained_checkpoint(tiny_config())
+    randomize_zero_inits(checkpoint.models["diffusion"])
+    checkpoint.models["lcm"] = copy.deepcopy(checkpoint.models["diffusion"])
+    samples = speech_like(2.0)
+    def generate():
+        pipeline = Pipeline(checkpoint, precision="fp32")
+        return {s: pipeline.generate(Request(samples, s, seed=3))[0] for s in ("ddim", "async-lcm")}
+
+    before = generate()
+    checkpoint.info["fresh_noise"] = {"lcm": {"gesture": 0.3}}
+    assert checkpoint.fresh_noise_for("lcm") == {"gesture": 0.3} and checkpoint.fresh_noise_for("diffusion") == {}
+    after = generate()
+    np.testing.assert_array_equal(after["ddim"].poses, before["ddim"].poses)    # DDIM has no re-noising
+    assert not np.allclose(after["async-lcm"].poses, before["async-lcm"].poses)  # the LCM steps keep part of theirs

@@ -133,6 +133,7 @@ def sample(
     count_flops: bool = True,
     guidance: Guidance | float = NONE,
     known: dict[str, torch.Tensor] | None = None,
+    fresh_noise: dict[str, float] | None = None,
 ) -> tuple[dict[str, torch.Tensor], SampleStats]:
     """Generate normalized motion features for a batch of windows with one sampler of the registry
     (its SamplerSpec, or its name).
@@ -146,6 +147,8 @@ def sample(
     guidance: classifier-free guidance (guidance.py), per branch in a timestep interval; a number guides
         both branches at every step. A guided tick evaluates each window twice (two NFE).
     known: per branch (B, N, D_branch + 1), model.known_frames: frames the window continues (continuation).
+    fresh_noise: per branch, the share of new noise in an LCM step's re-noising (schedule.lcm_step; default 1,
+        LCM's own sampler); the checkpoint names it for its student (Checkpoint.fresh_noise_for).
     Returns ({"expression": (B, N, D_E), "gesture": (B, N, D_G)}, SampleStats).
     """
     spec = get_sampler(spec) if isinstance(spec, str) else spec
@@ -186,7 +189,7 @@ def sample(
                 v = step_velocity(schedule, output[b], x[b], t[b], config.prediction, known and known.get(b))
                 if spec.rule == "lcm":
                     noise = draw_noise(b, done[b] + 1).to(device) if t_prev >= 0 else None
-                    x[b], _ = lcm_step(schedule, v, t_now, t_prev, x[b], noise)
+                    x[b], _ = lcm_step(schedule, v, t_now, t_prev, x[b], noise, (fresh_noise or {}).get(b, 1.0))
                 else:
                     x[b], _ = ddim_step(schedule, v, t_now, t_prev, x[b])
                 done[b] += 1

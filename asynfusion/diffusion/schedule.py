@@ -141,11 +141,23 @@ def consistency_output(schedule: NoiseSchedule, v: torch.Tensor, t: torch.Tensor
     return c_skip * x_t + c_out * schedule.predicted_x0(v, x_t, t)
 
 
-def lcm_step(schedule: NoiseSchedule, v: torch.Tensor, t: int, t_prev: int, x_t: torch.Tensor, noise: torch.Tensor):
-    """Multistep LCM: returns (x_{t_prev}, denoised); after the last step (t_prev = -1) x = denoised."""
+def lcm_step(schedule: NoiseSchedule, v: torch.Tensor, t: int, t_prev: int, x_t: torch.Tensor, noise: torch.Tensor,
+             fresh: float = 1.0):
+    """Multistep LCM: returns (x_{t_prev}, denoised); after the last step (t_prev = -1) x = denoised.
+
+    `fresh` is the share of new noise in the re-noising (its variance; like DDIM's eta): 1 is LCM's
+    sampler, every step's noise new; below 1 the rest is the noise that x_t carries over its estimate
+    (sqrt(1 - fresh) eps_hat + sqrt(fresh) noise, still unit variance), so a step keeps part of the
+    trajectory it is on; 0 is deterministic.
+    """
+    t = torch.tensor(t)
     # 1. jump to the clean estimate with the consistency function
-    denoised = consistency_output(schedule, v, torch.tensor(t), x_t)
+    denoised = consistency_output(schedule, v, t, x_t)
     if t_prev < 0:
         return denoised, denoised
+    if fresh < 1.0:
+        alpha_bar = schedule._expand(schedule.alpha_bar_at(t), x_t)
+        carried = (x_t - alpha_bar.sqrt() * denoised) / (1 - alpha_bar).sqrt()
+        noise = (1.0 - fresh) ** 0.5 * carried + fresh ** 0.5 * noise
     # 2. re-noise it to the next, lower noise level
     return schedule.add_noise(denoised, noise, torch.tensor(t_prev)), denoised
