@@ -137,3 +137,16 @@ def test_sample_guidance_option_names_branches_and_an_interval_or_fails_in_one_l
     for bad in (["gesture=lots"], ["hands=2"], ["max_t=0.5"]):
         with pytest.raises(InputError, match="--sample-guidance"):
             guidance_table(bad)
+
+
+def test_fresh_noise_option_names_a_branch_and_a_share_or_fails_in_one_line():
+    from asynfusion.errors import InputError
+    from asynfusion.training.commands import fresh_noise_table
+
+    assert fresh_noise_table(["gesture=0.8"]) == {"gesture": 0.8}
+    assert fresh_noise_table(["expression=1", "gesture=0"]) == {"expression": 1.0, "gesture": 0.0}
+    assert fresh_noise_table(None) is None
+    for bad in (["gesture=some"], ["hands=0.5"], ["gesture=1.5"], ["gesture=-0.1"]):
+        with pytest.raises(InputError, match="--fresh-noise") as error:
+            fresh_noise_table(bad)
+        assert "\n" not in str(error.value)

@@ -293,9 +293,11 @@ def test_folding_the_lcm_guidance_gives_one_evaluation_what_the_guided_pair_gave
     with pytest.raises(InputError, match="not guided"):
         fold_guidance(FoldConfig(data=str(data), checkpoint=str(unguided), out=str(tmp_path / "x"), bf16=False))
     out = fold_guidance(FoldConfig(data=str(data), checkpoint=str(guided), out=str(tmp_path / "folded"), steps=40,
-                                   batch_size=4, lr=3e-3, warmup=2, save_every=20, bf16=False))
+                                   batch_size=4, lr=3e-3, warmup=2, save_every=20, bf16=False,
+                                   fresh_noise={"gesture": 0.8}))
     folded = load_checkpoint(out)
     assert not folded.guidance_for("lcm").active and folded.info["fold_guidance"]["completed_steps"] == 40
+    assert folded.fresh_noise_for("lcm") == {"gesture": 0.8} and student.fresh_noise_for("lcm") == {}
     assert folded.info["fold_guidance"]["guidance"]["gesture"] == 2.0
 
     batch_data = load_training_data(str(data), model_config, 32, 16, folded.stats)

@@ -42,7 +42,7 @@ def cmd_fold_guidance(args) -> None:
     from .fold import FoldConfig, fold_guidance
 
     config = FoldConfig(data=args.data, checkpoint=args.checkpoint, out=args.out or args.checkpoint,
-                        bf16=training_bf16(args),
+                        bf16=training_bf16(args), fresh_noise=fresh_noise_table(args.fresh_noise),
                         **given(args, "steps", "batch_size", "lr", "seed", "threads", "pause_windows",
                                   "data_weight", "pause_velocity"))
     print(f"checkpoint with the guidance folded into its LCM weights written to {fold_guidance(config)}")
@@ -76,6 +76,25 @@ def guidance_table(pairs: list[str] | None) -> dict | None:
         Guidance.parse(table, 1000)
     except ValueError as error:
         raise InputError(f"--sample-guidance: {error}") from None
+    return table
+
+
+def fresh_noise_table(pairs: list[str] | None) -> dict | None:
+    """['gesture=0.8'] -> {'gesture': 0.8}: per branch, the share of new noise in an LCM step (schedule.lcm_step)."""
+    from ..config import BRANCHES
+
+    if not pairs:
+        return None
+    table = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            table[name] = float(value)
+        except ValueError:
+            raise InputError(f"--fresh-noise takes BRANCH=SHARE, got '{pair}'") from None
+        if name not in BRANCHES or not 0.0 <= table[name] <= 1.0:
+            raise InputError(f"--fresh-noise takes a branch ({', '.join(BRANCHES)}) and a share from 0 to 1, "
+                             f"got '{pair}'")
     return table
 
 
@@ -130,6 +149,9 @@ def add_training_commands(commands, precision_option) -> None:
     for option, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--seed", int), ("--threads", int),
                          ("--pause-windows", float), ("--data-weight", float), ("--pause-velocity", float)):
         p.add_argument(option, type=kind, default=None)
+    p.add_argument("--fresh-noise", nargs="+", default=None, metavar="BRANCH=SHARE",
+                   help="how the folded student samples: the share of new noise in its LCM steps, e.g. gesture=0.8 "
+                        "(default: 1, LCM's own sampler)")
     precision_option(p, "folding")
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.set_defaults(run=cmd_fold_guidance)

@@ -140,6 +140,7 @@ def distill(config: DistillConfig) -> Path:
             info = dict(teacher_checkpoint.info)
             # the student learnt the guided teacher; it samples unguided unless told otherwise
             info["guidance"] = {**info.get("guidance", {}), "lcm": config.sample_guidance or 1.0}
+            info["fresh_noise"] = {**info.get("fresh_noise", {}), "lcm": {}}  # a new student: LCM's own sampler
             info["distillation"] = {**asdict(config), "guidance": guidance.to_dict(),
                                     "completed_steps": step + 1,
                                     "seconds_this_run": round(time.perf_counter() - started, 1)}

@@ -55,6 +55,9 @@ class FoldConfig:
     # terms): `data_weight` on every frame, `pause_velocity` on its velocity in settled-pause frames
     data_weight: float = 0.0
     pause_velocity: float = 0.0
+    # how the folded student samples (info["fresh_noise"]["lcm"], schedule.lcm_step): None is LCM's own
+    # sampler, or e.g. {"gesture": 0.8}, chosen by evaluating the student after folding
+    fresh_noise: dict | None = None
 
 
 def data_terms(losses: dict, config: FoldConfig, schedule: NoiseSchedule, prediction: str, output: dict,
@@ -120,6 +123,7 @@ def fold_guidance(config: FoldConfig) -> Path:
                        step=step + 1)
             info = dict(checkpoint.info)
             info["guidance"] = {**info.get("guidance", {}), "lcm": 1.0}   # folded in: the student samples unguided
+            info["fresh_noise"] = {**info.get("fresh_noise", {}), "lcm": config.fresh_noise or {}}
             info["fold_guidance"] = {**asdict(config), "guidance": guidance.to_dict(), "completed_steps": step + 1,
                                      "seconds_this_run": round(time.perf_counter() - started, 1)}
             models = {"diffusion": checkpoint.models["diffusion"], "lcm": average.eval()}
