@@ -10,7 +10,13 @@ raw prediction is pulled to the guided student's (guidance.evaluate, through dis
 The copy then samples unguided, so the LCM samplers cost what their steps say: async 4/8 is 4 + 8
 network evaluations, as in the paper's Table 3.
 
-    python -m asynfusion fold-guidance --data corpus/ --checkpoint checkpoints/mine --steps 300
+Optionally the copy's gesture estimate is also pulled to the data (`data_terms`: a Huber term, and its
+velocity on settled-pause frames), so that less guidance need be folded (checkpoint v9: w = 1.85 with
+both, where v8 folded 2.25 alone), and the checkpoint records how the folded student samples
+(`fresh_noise`, schedule.lcm_step).
+
+    python -m asynfusion fold-guidance --data corpus/ --checkpoint checkpoints/mine --steps 150 \
+        --data-weight 0.3 --pause-velocity 10 --fresh-noise gesture=0.7
 """
 
 import copy
