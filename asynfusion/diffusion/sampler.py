@@ -135,20 +135,17 @@ def sample(
     known: dict[str, torch.Tensor] | None = None,
     fresh_noise: dict[str, float] | None = None,
 ) -> tuple[dict[str, torch.Tensor], SampleStats]:
-    """Generate normalized motion features for a batch of windows with one sampler of the registry
-    (its SamplerSpec, or its name).
+    """Generate normalized motion features for a batch of windows with one sampler of the registry.
 
-    audio: (B, N, audio_dim) normalized audio features. steps: per branch (default: the sampler's own).
-    draw_noise(branch, k): the noise for step k of a branch (k = 0 is the starting x_T), shape
-        (B, N, D_branch); by default drawn from `generator`. The pipeline passes noise shared by
-        overlapping windows so they start alike.
+    spec: its SamplerSpec or name. audio: (B, N, audio_dim) normalized features. steps: per branch (default: its own).
+    draw_noise(branch, k): the noise for step k of a branch (k = 0 is the starting x_T), (B, N, D_branch);
+        by default drawn from `generator` (the pipeline passes noise shared by overlapping windows).
     count_flops: fill the GFLOPs fields (counted once per model and window length, then cached; the
         first count costs about a second, so a one-shot command line run skips it).
     guidance: classifier-free guidance (guidance.py), per branch in a timestep interval; a number guides
         both branches at every step. A guided tick evaluates each window twice (two NFE).
     known: per branch (B, N, D_branch + 1), model.known_frames: frames the window continues (continuation).
-    fresh_noise: per branch, the share of new noise in an LCM step's re-noising (schedule.lcm_step; default 1,
-        LCM's own sampler); the checkpoint names it for its student (Checkpoint.fresh_noise_for).
+    fresh_noise: per branch, the share of new noise in an LCM step (schedule.lcm_step; default 1, LCM's own).
     Returns ({"expression": (B, N, D_E), "gesture": (B, N, D_G)}, SampleStats).
     """
     spec = get_sampler(spec) if isinstance(spec, str) else spec
