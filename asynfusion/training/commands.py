@@ -59,19 +59,26 @@ def cmd_distill(args) -> None:
     print(f"distilled checkpoint written to {distill(config)}")
 
 
+def name_value_table(pairs: list[str], option: str, form: str, integer: tuple[str, ...] = ()) -> dict:
+    """['gesture=2.5', 'max_t=400'] -> {'gesture': 2.5, 'max_t': 400}: numbers (ints for the names in
+    `integer`); a pair that is not NAME=NUMBER is an InputError naming `option` and its `form`."""
+    table = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            table[name] = int(value) if name in integer else float(value)
+        except ValueError:
+            raise InputError(f"{option} takes {form}, got '{pair}'") from None
+    return table
+
+
 def guidance_table(pairs: list[str] | None) -> dict | None:
     """['gesture=2.5', 'max_t=400'] -> {'gesture': 2.5, 'max_t': 400} (diffusion/guidance.py)."""
     from ..diffusion.guidance import Guidance
 
     if not pairs:
         return None
-    table = {}
-    for pair in pairs:
-        name, _, value = pair.partition("=")
-        try:
-            table[name] = int(value) if name == "max_t" else float(value)
-        except ValueError:
-            raise InputError(f"--sample-guidance takes BRANCH=SCALE or max_t=T, got '{pair}'") from None
+    table = name_value_table(pairs, "--sample-guidance", "BRANCH=SCALE or max_t=T", integer=("max_t",))
     try:
         Guidance.parse(table, 1000)
     except ValueError as error:
@@ -85,16 +92,11 @@ def fresh_noise_table(pairs: list[str] | None) -> dict | None:
 
     if not pairs:
         return None
-    table = {}
-    for pair in pairs:
-        name, _, value = pair.partition("=")
-        try:
-            table[name] = float(value)
-        except ValueError:
-            raise InputError(f"--fresh-noise takes BRANCH=SHARE, got '{pair}'") from None
-        if name not in BRANCHES or not 0.0 <= table[name] <= 1.0:
+    table = name_value_table(pairs, "--fresh-noise", "BRANCH=SHARE")
+    for name, share in table.items():
+        if name not in BRANCHES or not 0.0 <= share <= 1.0:
             raise InputError(f"--fresh-noise takes a branch ({', '.join(BRANCHES)}) and a share from 0 to 1, "
-                             f"got '{pair}'")
+                             f"got '{name}={share:g}'")
     return table
 
 
