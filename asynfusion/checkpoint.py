@@ -23,7 +23,7 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
 from . import settings
-from .config import ModelConfig
+from .config import BRANCHES, ModelConfig
 from .diffusion.guidance import Guidance
 from .errors import InputError
 from .model import AsynFusionModel
@@ -62,7 +62,12 @@ class Checkpoint:
         """Per branch, the share of new noise in an LCM step of `model_for(weights)` (schedule.lcm_step), as
         info["fresh_noise"] names it for the distilled student (chosen by evaluating it); 1 where unnamed."""
         kind = weights if weights in self.models else "diffusion"
-        return {b: float(w) for b, w in self.info.get("fresh_noise", {}).get(kind, {}).items()}
+        shares = {b: float(w) for b, w in self.info.get("fresh_noise", {}).get(kind, {}).items()}
+        if any(b not in BRANCHES or not 0.0 <= w <= 1.0 for b, w in shares.items()):
+            raise InputError(f"the checkpoint{f' at {self.path}' if self.path else ''} names fresh_noise {shares} "
+                             f"for its {kind} weights: "
+                             f"expected branches ({', '.join(BRANCHES)}) with shares from 0 to 1")
+        return shares
 
 
 @contextmanager

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from asynfusion.checkpoint import load_checkpoint, save_checkpoint, untrained_checkpoint
+from asynfusion.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, untrained_checkpoint
 from asynfusion.errors import InputError
 from asynfusion.model import AsynFusionModel
 from asynfusion.pipeline import Pipeline, blend_weights, join_plan, settle_edges, window_starts
@@ -166,6 +166,10 @@ def test_the_checkpoint_names_the_fresh_noise_of_its_lcm_steps(tiny_config, rand
     before = generate()
     checkpoint.info["fresh_noise"] = {"lcm": {"gesture": 0.3}}
     assert checkpoint.fresh_noise_for("lcm") == {"gesture": 0.3} and checkpoint.fresh_noise_for("diffusion") == {}
+    for bad in ({"gesture": 1.5}, {"hands": 0.5}):
+        with pytest.raises(InputError, match="fresh_noise"):
+            Checkpoint(checkpoint.config, checkpoint.stats, checkpoint.models,
+                       {"fresh_noise": {"lcm": bad}}).fresh_noise_for("lcm")
     after = generate()
     np.testing.assert_array_equal(after["ddim"].poses, before["ddim"].poses)    # DDIM has no re-noising
     assert not np.allclose(after["async-lcm"].poses, before["async-lcm"].poses)  # the LCM steps keep part of theirs
