@@ -69,6 +69,11 @@ class Checkpoint:
                              f"expected branches ({', '.join(BRANCHES)}) with shares from 0 to 1")
         return shares
 
+    def sampling_for(self, weights: str) -> dict:
+        """What sampler.sample takes from the checkpoint for `model_for(weights)`: its guidance and the fresh
+        noise of its LCM steps (one place, so the pipeline and the live path cannot sample differently)."""
+        return {"guidance": self.guidance_for(weights), "fresh_noise": self.fresh_noise_for(weights)}
+
 
 @contextmanager
 def atomic_folder(path: str | os.PathLike):

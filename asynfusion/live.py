@@ -174,8 +174,7 @@ class LiveSession:
         began = time.perf_counter()
         x, _ = sample(self.model, audio, self.request.spec, self.request.steps, generator=generator,
                       dtype=self.pipeline.dtype, count_flops=False, known=known,
-                      guidance=self.pipeline.checkpoint.guidance_for(self.request.spec.weights),
-                      fresh_noise=self.pipeline.checkpoint.fresh_noise_for(self.request.spec.weights))
+                      **self.pipeline.checkpoint.sampling_for(self.request.spec.weights))
         self.seconds_sampling += time.perf_counter() - began
         self.windows += 1
         for b in BRANCHES:

@@ -337,8 +337,7 @@ class Pipeline:
         speakers = torch.full((len(starts),), request.speaker, dtype=torch.long, device=self.device) \
             if config.num_speakers else None
         return sample(model, batch, request.spec, request.steps, draw_noise, speaker=speakers, dtype=self.dtype,
-                      count_flops=count_flops, guidance=self.checkpoint.guidance_for(request.spec.weights),
-                      known=known, fresh_noise=self.checkpoint.fresh_noise_for(request.spec.weights))
+                      count_flops=count_flops, known=known, **self.checkpoint.sampling_for(request.spec.weights))
 
     def _sample_joined(self, request: Request, model, audio: np.ndarray, plan: JoinPlan,
                        count_flops: bool) -> tuple[dict[str, np.ndarray], SampleStats, float]:
