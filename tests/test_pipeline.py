@@ -166,7 +166,8 @@ def test_the_checkpoint_names_the_fresh_noise_of_its_lcm_steps(tiny_config, rand
     before = generate()
     checkpoint.info["fresh_noise"] = {"lcm": {"gesture": 0.3}}
     assert checkpoint.fresh_noise_for("lcm") == {"gesture": 0.3} and checkpoint.fresh_noise_for("diffusion") == {}
-    assert checkpoint.sampling_for("lcm") == {"guidance": checkpoint.guidance_for("lcm"), "fresh_noise": {"gesture": 0.3}}
+    options = checkpoint.sampling_for("lcm")
+    assert options == {"guidance": checkpoint.guidance_for("lcm"), "fresh_noise": {"gesture": 0.3}}
     for bad in ({"gesture": 1.5}, {"hands": 0.5}):
         with pytest.raises(InputError, match="fresh_noise"):
             Checkpoint(checkpoint.config, checkpoint.stats, checkpoint.models,
