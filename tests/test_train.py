@@ -342,3 +342,44 @@ def test_fold_data_terms_ask_the_gesture_x0_for_the_data_and_for_rest_in_pauses(
     assert added(shaking, data_weight=2.0)["gesture"] == pytest.approx(2 * 0.5 * 0.5)  # Huber(1) on half the frames
     face_off = {**shaking, "expression": x0["expression"] + 1}
     assert added(face_off, data_weight=2.0, pause_velocity=1.0)["expression"] == 0     # the face: untouched
+
+
+def test_the_speed_envelope_counts_gestures_not_tremble_and_the_energy_term_asks_for_it(data, tiny_config):
+    from asynfusion.diffusion.schedule import NoiseSchedule
+    from asynfusion.model import AsynFusionModel
+    from asynfusion.training.loop import load_training_data
+    from asynfusion.training.train import speed_envelope
+
+    frames = torch.arange(40, dtype=torch.float32).view(1, 40, 1)
+    steady = frames.expand(1, 40, 4) * 0.1                                       # every step 0.2 long
+    tremble = ((frames % 2) * 0.1 - 0.05).expand(1, 40, 4)                       # steps as long, back and forth
+    assert speed_envelope(torch.zeros(1, 40, 4)).abs().max() == 0
+    torch.testing.assert_close(speed_envelope(steady)[0, 10:30], torch.full((20,), 0.2))
+    assert speed_envelope(tremble)[0, 10:30].max() < 0.25 * 0.2
+    assert speed_envelope(steady).shape == (1, 39)
+
+    model_config = tiny_config(expression_coeffs=100, expression_space="flame")
+    train_data = load_training_data(str(data), model_config, 32, 16)
+    x0, audio, speaker = train_data.batch(torch.arange(2))
+    generator = torch.Generator().manual_seed(0)
+    t = sample_timesteps(2, 1000, 0.25, generator)
+    noise = {b: torch.randn(x0[b].shape, generator=generator) for b in x0}
+    model = AsynFusionModel(model_config)
+    plain, plain_log = diffusion_loss(model, NoiseSchedule(), x0, audio, speaker, t, noise, False)
+    assert "g_energy" not in plain_log                                           # off by default: v8's loss
+    with_energy, log = diffusion_loss(model, NoiseSchedule(), x0, audio, speaker, t, noise, False, energy_weight=2.0)
+    assert "e_energy" not in log and log["g_energy"] > 0
+    torch.testing.assert_close(with_energy, plain + 2.0 * log["g_energy"])
+
+
+def test_train_reads_the_energy_weight_option(monkeypatch, tmp_path):
+    from asynfusion import cli
+    from asynfusion.training import train as train_module
+
+    seen = {}
+    monkeypatch.setattr(train_module, "train", lambda config, model_config, info: seen.update(config=config))
+    monkeypatch.setattr("asynfusion.data.beat2.expression_space", lambda root: "arkit")
+    cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--energy-weight", "2.5"])
+    assert seen["config"].energy_weight == 2.5
+    cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert seen["config"].energy_weight == TrainConfig.energy_weight == 0.0

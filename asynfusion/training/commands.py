@@ -16,7 +16,7 @@ def cmd_train(args) -> None:
     config = TrainConfig(data=args.data, out=args.out, bf16=training_bf16(args), init=args.init,
                          **given(args, "steps", "batch_size", "lr", "seed", "save_every", "threads", "pause_weight",
                                  "pause_windows", "pause_velocity", "audio_dropout", "guidance", "guidance_max_t",
-                                 "snr_floor"))
+                                 "snr_floor", "energy_weight"))
     info = {"trained_on": args.trained_on or f"{'built-in corpus' if space == 'arkit' else 'BEAT2'} at {args.data}"}
     print(f"checkpoint written to {train(config, model_config, info)}")
 
@@ -112,7 +112,7 @@ def add_training_commands(commands, precision_option) -> None:
                          ("--heads", int), ("--num-speakers", int), ("--save-every", int), ("--threads", int),
                          ("--seed", int), ("--pause-weight", float), ("--pause-windows", float),
                          ("--pause-velocity", float), ("--audio-dropout", float), ("--guidance", float),
-                         ("--guidance-max-t", int), ("--snr-floor", float)):
+                         ("--guidance-max-t", int), ("--snr-floor", float), ("--energy-weight", float)):
         p.add_argument(option, type=kind, default=None)
     p.add_argument("--interaction", choices=INTERACTIONS, default=None)
     p.add_argument("--expression-coeffs", type=int, default=None, help="default: 52 (ARKit corpus) or 100 (BEAT2)")
