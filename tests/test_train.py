@@ -348,7 +348,7 @@ def test_the_speed_envelope_counts_gestures_not_tremble_and_the_energy_term_asks
     from asynfusion.diffusion.schedule import NoiseSchedule
     from asynfusion.model import AsynFusionModel
     from asynfusion.training.loop import load_training_data
-    from asynfusion.training.train import speed_envelope
+    from asynfusion.training.train import relative, speed_envelope
 
     frames = torch.arange(40, dtype=torch.float32).view(1, 40, 1)
     steady = frames.expand(1, 40, 4) * 0.1                                       # every step 0.2 long
@@ -357,6 +357,10 @@ def test_the_speed_envelope_counts_gestures_not_tremble_and_the_energy_term_asks
     torch.testing.assert_close(speed_envelope(steady)[0, 10:30], torch.full((20,), 0.2))
     assert speed_envelope(tremble)[0, 10:30].max() < 0.25 * 0.2
     assert speed_envelope(steady).shape == (1, 39)
+    # the term compares where a window moves more or less, not how much it moves in all
+    envelope = speed_envelope((frames ** 2).expand(1, 40, 4) * 0.015)    # ever faster; the data's mean 0.9
+    assert relative(3 * envelope).sub(relative(envelope)).abs().max() < 0.05 * relative(envelope).max()
+    assert relative(envelope)[0, -5] > 1.2 > 0.8 > relative(envelope)[0, 5]
 
     model_config = tiny_config(expression_coeffs=100, expression_space="flame")
     train_data = load_training_data(str(data), model_config, 32, 16)

@@ -140,6 +140,12 @@ def speed_envelope(x: torch.Tensor) -> torch.Tensor:
     return box(steps.unsqueeze(1), ENVELOPE_FRAMES[1]).squeeze(1)
 
 
+def relative(envelope: torch.Tensor) -> torch.Tensor:
+    """(B, N) speed envelope over its window's mean: where the window moves more or less, not how much in all
+    (an absolute envelope term, tried first, raised the speed everywhere: v12 notes in the README)."""
+    return envelope / (envelope.mean(1, keepdim=True) + 0.05)
+
+
 def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], audio: torch.Tensor,
                    speaker: torch.Tensor, t: dict[str, torch.Tensor], noise: dict[str, torch.Tensor],
                    bf16: bool, snr_gamma: float = 0.0, prediction: str = "x0",
@@ -151,8 +157,9 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
     """Eq. 8-11 summed over both branches, the noise term min-SNR weighted (floored by `snr_floor`) and every
     term weighted per frame by `weights[branch]` (B, W) where given (the velocity term by
     `velocity_weights[branch]` where that is given); samples where `keep_audio` (B,) is False see no audio;
-    `known` gives frames the model continues from (model.denoise). With `energy_weight`, the gesture's
-    `speed_envelope` error is added (weighted per frame like the x0 terms). Returns (loss, per-term log)."""
+    `known` gives frames the model continues from (model.denoise). With `energy_weight`, the error of the
+    gesture's `relative` `speed_envelope` is added (weighted per frame like the x0 terms).
+    Returns (loss, per-term log)."""
     x_t = {b: schedule.add_noise(x0[b], noise[b], t[b]) for b in BRANCHES}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         output = model(x_t, t, audio, speaker, keep_audio, known)
@@ -176,7 +183,8 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
             "huber": per_frame(F.huber_loss(x0_hat, x0[b], delta=1.0, reduction="none"), w).mean(),  # eq. 10
         }
         if energy_weight and b == "gesture":
-            terms["energy"] = ((speed_envelope(x0_hat) - speed_envelope(x0[b])).pow(2) * w[:, 1:]).mean()
+            terms["energy"] = ((relative(speed_envelope(x0_hat)) - relative(speed_envelope(x0[b]))).pow(2)
+                               * w[:, 1:]).mean()
         total = total + sum(LOSS_WEIGHTS.get(k, energy_weight) * value for k, value in terms.items())  # eq. 11
         log.update({f"{b[0]}_{k}": value.item() for k, value in terms.items()})
     return total, log
