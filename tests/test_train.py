@@ -86,10 +86,21 @@ def test_the_snr_floor_keeps_high_noise_timesteps_in_the_loss():
     assert torch.isfinite(noise_loss_weights(schedule, torch.tensor([999]), 5.0, floor=1.0)).all()
 
 
-def test_settled_pauses_weigh_more_in_the_loss(data, tiny_config):
-    from asynfusion.diffusion.schedule import NoiseSchedule
+def loss_inputs(data, tiny_config):
+    """An untrained tiny model and two training windows, noised at random timesteps: diffusion_loss's inputs."""
     from asynfusion.model import AsynFusionModel
     from asynfusion.training.loop import load_training_data
+
+    model_config = tiny_config(expression_coeffs=100, expression_space="flame")
+    x0, audio, speaker = load_training_data(str(data), model_config, 32, 16).batch(torch.arange(2))
+    generator = torch.Generator().manual_seed(0)
+    t = sample_timesteps(2, 1000, 0.25, generator)
+    noise = {b: torch.randn(x0[b].shape, generator=generator) for b in x0}
+    return AsynFusionModel(model_config), x0, audio, speaker, t, noise
+
+
+def test_settled_pauses_weigh_more_in_the_loss(data, tiny_config):
+    from asynfusion.diffusion.schedule import NoiseSchedule
 
     pause = torch.zeros(2, 10, dtype=torch.bool)
     pause[0, 6:] = True
@@ -97,13 +108,7 @@ def test_settled_pauses_weigh_more_in_the_loss(data, tiny_config):
     torch.testing.assert_close(weights.mean(1), torch.ones(2))
     assert weights[0, 7] == pytest.approx(5 * weights[0, 0]) and torch.all(weights[1] == 1)
 
-    model_config = tiny_config(expression_coeffs=100, expression_space="flame")
-    train_data = load_training_data(str(data), model_config, 32, 16)
-    x0, audio, speaker = train_data.batch(torch.arange(2))
-    generator = torch.Generator().manual_seed(0)
-    t = sample_timesteps(2, 1000, 0.25, generator)
-    noise = {b: torch.randn(x0[b].shape, generator=generator) for b in x0}
-    model = AsynFusionModel(model_config)
+    model, x0, audio, speaker, t, noise = loss_inputs(data, tiny_config)
     plain, _ = diffusion_loss(model, NoiseSchedule(), x0, audio, speaker, t, noise, False)
     ones = {"gesture": torch.ones(2, 32)}
     same, _ = diffusion_loss(model, NoiseSchedule(), x0, audio, speaker, t, noise, False, weights=ones)
@@ -346,8 +351,6 @@ def test_fold_data_terms_ask_the_gesture_x0_for_the_data_and_for_rest_in_pauses(
 
 def test_the_speed_envelope_counts_gestures_not_tremble_and_the_energy_term_asks_for_it(data, tiny_config):
     from asynfusion.diffusion.schedule import NoiseSchedule
-    from asynfusion.model import AsynFusionModel
-    from asynfusion.training.loop import load_training_data
     from asynfusion.training.train import relative, speed_envelope
 
     frames = torch.arange(40, dtype=torch.float32).view(1, 40, 1)
@@ -362,13 +365,7 @@ def test_the_speed_envelope_counts_gestures_not_tremble_and_the_energy_term_asks
     assert relative(3 * envelope).sub(relative(envelope)).abs().max() < 0.05 * relative(envelope).max()
     assert relative(envelope)[0, -5] > 1.2 > 0.8 > relative(envelope)[0, 5]
 
-    model_config = tiny_config(expression_coeffs=100, expression_space="flame")
-    train_data = load_training_data(str(data), model_config, 32, 16)
-    x0, audio, speaker = train_data.batch(torch.arange(2))
-    generator = torch.Generator().manual_seed(0)
-    t = sample_timesteps(2, 1000, 0.25, generator)
-    noise = {b: torch.randn(x0[b].shape, generator=generator) for b in x0}
-    model = AsynFusionModel(model_config)
+    model, x0, audio, speaker, t, noise = loss_inputs(data, tiny_config)
     plain, plain_log = diffusion_loss(model, NoiseSchedule(), x0, audio, speaker, t, noise, False)
     assert "g_energy" not in plain_log                                           # off by default: v8's loss
     with_energy, log = diffusion_loss(model, NoiseSchedule(), x0, audio, speaker, t, noise, False, energy_weight=2.0)
