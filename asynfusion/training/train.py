@@ -140,10 +140,13 @@ def speed_envelope(x: torch.Tensor) -> torch.Tensor:
     return box(steps.unsqueeze(1), ENVELOPE_FRAMES[1]).squeeze(1)
 
 
+ENVELOPE_FLOOR = 0.05  # added to a window's mean envelope: a still window (a pause) is not divided by ~0
+
+
 def relative(envelope: torch.Tensor) -> torch.Tensor:
     """(B, N) speed envelope over its window's mean: where the window moves more or less, not how much in all
-    (an absolute envelope term, tried first, raised the speed everywhere: v12 notes in the README)."""
-    return envelope / (envelope.mean(1, keepdim=True) + 0.05)
+    (an absolute envelope term, tried first, raised the speed everywhere: the README's "Design")."""
+    return envelope / (envelope.mean(1, keepdim=True) + ENVELOPE_FLOOR)
 
 
 def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], audio: torch.Tensor,
@@ -185,7 +188,8 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
         if energy_weight and b == "gesture":
             terms["energy"] = ((relative(speed_envelope(x0_hat)) - relative(speed_envelope(x0[b]))).pow(2)
                                * w[:, 1:]).mean()
-        total = total + sum(LOSS_WEIGHTS.get(k, energy_weight) * value for k, value in terms.items())  # eq. 11
+        scale = LOSS_WEIGHTS | {"energy": energy_weight}
+        total = total + sum(scale[k] * value for k, value in terms.items())                        # eq. 11
         log.update({f"{b[0]}_{k}": value.item() for k, value in terms.items()})
     return total, log
 
