@@ -384,3 +384,16 @@ def test_train_reads_the_energy_weight_option(monkeypatch, tmp_path):
     assert seen["config"].energy_weight == 2.5
     cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "out")])
     assert seen["config"].energy_weight == TrainConfig.energy_weight == 0.0
+
+
+def test_a_finished_run_is_not_trained_again_silently(data, tmp_path, tiny_config):
+    """A second `train` into the same --out resumed the finished state and trained nothing, then said it wrote
+    the checkpoint (so a fine-tune with --init from that folder did nothing): now a one-line InputError."""
+    from asynfusion.errors import InputError
+
+    model_config = tiny_config(expression_coeffs=100, expression_space="flame")
+    out = tmp_path / "run"
+    train(config(data, out, 2), model_config)
+    with pytest.raises(InputError, match=r"holds a finished run of 2 steps \(--steps 2\): nothing to train"):
+        train(config(data, out, 2, init=str(out)), model_config)
+    assert load_checkpoint(train(config(data, out, 3), model_config)).info["training"]["completed_steps"] == 3

@@ -94,7 +94,7 @@ def distill(config: DistillConfig) -> Path:
     target = copy.deepcopy(teacher).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
     state_path = Path(f"{config.out}.resume") / "distill.pt"
-    start = resume(state_path, optimizer=optimizer, student=student, target=target)
+    start = resume(state_path, config.steps, optimizer=optimizer, student=student, target=target)
     network = torch.nn.parallel.DistributedDataParallel(student) if world > 1 else student
     schedule = NoiseSchedule(model_config.num_train_timesteps)
     pairs = {b: grid_pairs(LCM_SOLVER_STEPS[b], model_config.num_train_timesteps) for b in BRANCHES}

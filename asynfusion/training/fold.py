@@ -100,7 +100,7 @@ def fold_guidance(config: FoldConfig) -> Path:
     average = copy.deepcopy(guided).eval().requires_grad_(False)
     data = load_training_data(config.data, model_config, model_config.window_frames, 20, checkpoint.stats)
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
-    start = resume(state_path, optimizer=optimizer, student=student, average=average, guided=guided)
+    start = resume(state_path, config.steps, optimizer=optimizer, student=student, average=average, guided=guided)
     schedule = NoiseSchedule(model_config.num_train_timesteps)
     grids = {b: torch.tensor(solver_grid(LCM_SOLVER_STEPS[b], model_config.num_train_timesteps)) for b in BRANCHES}
     bar = progress_bar(config.steps, start, True, "fold guidance")

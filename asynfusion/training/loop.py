@@ -111,12 +111,18 @@ def load_state(path: Path) -> dict | None:
     return torch.load(path, weights_only=True) if path.is_file() else None
 
 
-def resume(path: Path, **stateful) -> int:
+def resume(path: Path, steps: int, **stateful) -> int:
     """Load each object's state (modules, optimizer) saved by save_state under its name; the step to
-    continue from (0 when there is nothing to resume)."""
+    continue from (0 when there is nothing to resume). A state already `steps` or more steps in is a
+    finished run: InputError, rather than a run that trains nothing and says it wrote a checkpoint."""
+    from ..errors import InputError
+
     state = load_state(path)
     if state is None:
         return 0
+    if int(state["step"]) >= steps:
+        raise InputError(f"{path.parent} holds a finished run of {int(state['step'])} steps (--steps {steps}): "
+                         f"nothing to train; give a new --out, more --steps, or remove {path.parent}")
     for name, obj in stateful.items():
         obj.load_state_dict(state[name])
     return int(state["step"])

@@ -229,7 +229,7 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         model.load_state_dict(warm_start_weights(config.init, model_config))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    start = resume(state_path, optimizer=optimizer, model=model, ema=ema)
+    start = resume(state_path, config.steps, optimizer=optimizer, model=model, ema=ema)
     network = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     schedule = NoiseSchedule(model_config.num_train_timesteps)
     bar = progress_bar(config.steps, start, rank == 0, "train")
