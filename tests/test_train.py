@@ -274,6 +274,20 @@ def test_continuation_and_pooled_audio_train_and_warm_start_from_a_model_without
         train(config(data, tmp_path / "back", 1, init=str(out)), model_config)
 
 
+def test_a_warm_start_keeps_the_normalization_its_weights_were_learnt_in(data, tmp_path, tiny_config,
+                                                                         build_beat2_folder):
+    """A fine-tune on another corpus (v10 -> v11: corpus v4 -> v5) reads its data in the starting checkpoint's
+    stats, which the LCM student shipped beside it shares; a fresh run fits its own."""
+    model_config = tiny_config(expression_coeffs=100, expression_space="flame")
+    other = build_beat2_folder(tmp_path / "other", {"4_d_0_4_4": (90, "train"), "5_e_0_5_5": (60, "train")}, seed=3)
+    start = load_checkpoint(train(config(data, tmp_path / "start", 1), model_config))
+    tuned = load_checkpoint(train(config(other, tmp_path / "tuned", 1, init=str(tmp_path / "start")), model_config))
+    fresh = load_checkpoint(train(config(other, tmp_path / "fresh", 1), model_config))
+    for kind in ("gesture", "expression", "audio"):
+        assert (getattr(tuned.stats, f"{kind}_mean") == getattr(start.stats, f"{kind}_mean")).all()
+        assert not (getattr(fresh.stats, f"{kind}_mean") == getattr(start.stats, f"{kind}_mean")).all()
+
+
 def test_folding_the_lcm_guidance_gives_one_evaluation_what_the_guided_pair_gave(data, tmp_path, tiny_config):
     from asynfusion.diffusion.schedule import NoiseSchedule
     from asynfusion.errors import InputError

@@ -197,8 +197,11 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
 # ----------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------
-def warm_start_weights(path: str, model_config: ModelConfig) -> dict:
-    """The diffusion weights of a checkpoint of the same architecture; InputError names a mismatch.
+def warm_start(path: str, model_config: ModelConfig):
+    """(diffusion weights, normalization stats) of a checkpoint of the same architecture; InputError names a
+    mismatch. The run keeps the checkpoint's stats rather than refitting them on its data: the weights
+    were learnt in that normalization, and the LCM student a fine-tuned teacher is shipped beside reads
+    the same stats (one stats file a checkpoint).
 
     A checkpoint without continuation or pooled audio may start one with them: their layers keep their zero init.
     """
@@ -212,7 +215,7 @@ def warm_start_weights(path: str, model_config: ModelConfig) -> dict:
         raise InputError(f"--init {path}: its model config {checkpoint.config} differs from this run's {model_config}")
     state = AsynFusionModel(model_config).state_dict()
     state.update(checkpoint.models["diffusion"].state_dict())
-    return state
+    return state, checkpoint.stats
 
 
 def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = None) -> Path:
@@ -222,11 +225,12 @@ def train(config: TrainConfig, model_config: ModelConfig, info: dict | None = No
         torch.set_num_threads(config.threads)
     out = Path(config.out)
     state_path = Path(f"{out}.resume") / "train.pt"
-    data = load_training_data(config.data, model_config, config.window, config.stride)
+    weights, stats = warm_start(config.init, model_config) if config.init else (None, None)
+    data = load_training_data(config.data, model_config, config.window, config.stride, stats)
     torch.manual_seed(config.seed)
     model = AsynFusionModel(model_config)
-    if config.init:
-        model.load_state_dict(warm_start_weights(config.init, model_config))
+    if weights is not None:
+        model.load_state_dict(weights)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start = resume(state_path, config.steps, optimizer=optimizer, model=model, ema=ema)
