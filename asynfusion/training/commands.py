@@ -119,7 +119,8 @@ def add_training_commands(commands, precision_option) -> None:
     precision_option(p, "training")
     p.add_argument("--fp32", action="store_true", help="same as --precision fp32")
     p.add_argument("--trained-on", default=None, help="provenance text stored in the checkpoint")
-    p.add_argument("--init", default=None, help="warm start from this checkpoint folder (same architecture)")
+    p.add_argument("--init", default=None,
+                   help="warm start from this checkpoint folder (same architecture; its normalization kept)")
     p.add_argument("--continuation", action="store_true",
                    help="the model also reads known frames and learns to continue them (live, seamless windows)")
     p.add_argument("--pooled-audio", action="store_true",
