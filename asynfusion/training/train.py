@@ -25,6 +25,7 @@ from ..checkpoint import Checkpoint, save_checkpoint
 from ..config import BRANCHES, ModelConfig
 from ..diffusion.schedule import NoiseSchedule
 from ..model import AsynFusionModel, known_frames
+from ..motion import NormStats
 from ..precision import bf16_by_default
 from ..seeding import TRAIN_BATCH, generator_for
 from .loop import distributed, learning_rate, load_training_data, optimize, progress_bar, resume, save_state
@@ -197,7 +198,7 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0: dict[str, torch.Tensor], 
 # ----------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------
-def warm_start(path: str, model_config: ModelConfig):
+def warm_start(path: str, model_config: ModelConfig) -> tuple[dict, NormStats]:
     """(diffusion weights, normalization stats) of a checkpoint of the same architecture; InputError names a
     mismatch. The run keeps the checkpoint's stats rather than refitting them on its data: the weights
     were learnt in that normalization, and the LCM student a fine-tuned teacher is shipped beside reads
