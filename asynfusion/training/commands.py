@@ -55,7 +55,7 @@ def cmd_distill(args) -> None:
                            bf16=training_bf16(args),
                            sample_guidance=guidance_table(args.sample_guidance),
                            **given(args, "steps", "batch_size", "lr", "seed", "threads", "guidance", "guidance_max_t",
-                                   "pause_windows"))
+                                   "pause_windows", "data_weight", "pause_velocity"))
     print(f"distilled checkpoint written to {distill(config)}")
 
 
@@ -133,7 +133,8 @@ def add_training_commands(commands, precision_option) -> None:
     p.add_argument("--out", default=None, help="default: add lcm.safetensors to the teacher's folder")
     for option in ("--steps", "--batch-size", "--threads", "--seed"):  # unset: DistillConfig's defaults
         p.add_argument(option, type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
+    for option in ("--lr", "--data-weight", "--pause-velocity"):
+        p.add_argument(option, type=float, default=None)
     p.add_argument("--pause-windows", type=float, default=None, help="as train's")
     p.add_argument("--guidance", type=float, default=None,
                    help="the teacher's classifier-free guidance scale (default: the one its checkpoint names)")

@@ -18,6 +18,7 @@ import copy
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,9 @@ from ..precision import bf16_by_default
 from ..seeding import DISTILL_BATCH, generator_for
 from .loop import distributed, learning_rate, load_training_data, optimize, progress_bar, resume, save_state
 from .train import random_known
+
+if TYPE_CHECKING:
+    from .fold import FoldConfig
 
 
 @dataclass
@@ -56,6 +60,10 @@ class DistillConfig:
     prefix_fraction: float = 0.5   # with model continuation, as in training (train.py)
     max_prefix: int = 48
     pause_windows: float = 0.0     # as in training (train.py)
+    # the student's gesture x0 also pulled to the data, as fold.py's (data_terms): on every frame, and its
+    # velocity on settled-pause frames
+    data_weight: float = 0.0
+    pause_velocity: float = 0.0
 
 
 def grid_pairs(solver_steps: int, num_train_timesteps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,6 +87,23 @@ def teacher_guidance(checkpoint: Checkpoint, scale: float | None, max_t: int | N
     if scale is not None:
         guidance = replace(guidance, scales=dict.fromkeys(BRANCHES, float(scale)))
     return guidance if max_t is None else replace(guidance, max_t=int(max_t))
+
+
+def data_terms(losses: dict, config: "DistillConfig | FoldConfig", schedule: NoiseSchedule, prediction: str,
+               output: dict, x_t: dict, t: dict, x0: dict, pause: torch.Tensor) -> None:
+    """Add to the gesture loss the student's clean-motion error against the data (Huber, `data_weight`) and
+    its velocity error on settled-pause frames (`pause_velocity`); fold.py's and, optionally, distillation's.
+    The guided student rests its arms in pauses only as far as guidance pushes it; the pause term asks for
+    the rest itself, so a lower guidance can be folded without the arms drifting through pauses. The face
+    is left alone: pulled to the data too, its expressions' distance to the corpus's grew (FED 1.3 -> 1.8)."""
+    b = "gesture"
+    x0_hat = schedule.predicted_x0(schedule.velocity_from(output[b].float(), x_t[b], t[b], prediction), x_t[b], t[b])
+    if config.data_weight:
+        losses[b] = losses[b] + config.data_weight * F.huber_loss(x0_hat, x0[b], delta=1.0)
+    if config.pause_velocity:
+        still = pause[:, 1:].float()                                              # (B, N - 1)
+        error = (x0_hat.diff(dim=1) - x0[b].diff(dim=1)).pow(2).mean(2)
+        losses[b] = losses[b] + config.pause_velocity * (error * still).sum() / still.sum().clamp(min=1)
 
 
 def distill(config: DistillConfig) -> Path:
@@ -127,9 +152,12 @@ def distill(config: DistillConfig) -> Path:
             goal = {b: torch.where((s[b] < 0).view(-1, 1, 1), x_s[b], goal[b]) for b in BRANCHES}
         # 3. the student's consistency output at t, pulled towards it
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            v_student = velocities(network(x_t, t, audio, speaker, known=known), x_t, t)
+            output = network(x_t, t, audio, speaker, known=known)
+        v_student = velocities(output, x_t, t)
         losses = {b: F.huber_loss(consistency_output(schedule, v_student[b], t[b], x_t[b]), goal[b],
                                   delta=1.0) for b in BRANCHES}
+        if config.data_weight or config.pause_velocity:
+            data_terms(losses, config, schedule, model_config.prediction, output, x_t, t, x0, data.pause[index])
         optimize(sum(losses.values()), student, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
                  target, config.target_decay)
         bar.update(1)

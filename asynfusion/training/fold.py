@@ -35,7 +35,7 @@ from ..diffusion.schedule import NoiseSchedule, solver_grid
 from ..errors import InputError
 from ..precision import bf16_by_default
 from ..seeding import FOLD_BATCH, generator_for
-from .distill import guided_teacher
+from .distill import data_terms, guided_teacher
 from .loop import learning_rate, load_state, load_training_data, optimize, progress_bar, resume, save_state
 from .train import random_known
 
@@ -64,23 +64,6 @@ class FoldConfig:
     # how the folded student samples (info["fresh_noise"]["lcm"], schedule.lcm_step): None is LCM's own
     # sampler, or e.g. {"gesture": 0.8}, chosen by evaluating the student after folding
     fresh_noise: dict | None = None
-
-
-def data_terms(losses: dict, config: FoldConfig, schedule: NoiseSchedule, prediction: str, output: dict,
-               x_t: dict, t: dict, x0: dict, pause: torch.Tensor) -> None:
-    """Add to the gesture loss the copy's clean-motion error against the data (Huber, `data_weight`) and its
-    velocity error on settled-pause frames (`pause_velocity`). The guided student rests its arms in pauses
-    only as far as guidance pushes it; the pause term asks for the rest itself, so a lower guidance can be
-    folded without the arms drifting through pauses. The face is left to the guided student: pulled to
-    the data too, its expressions' distance to the corpus's grew (FED 1.3 -> 1.8)."""
-    b = "gesture"
-    x0_hat = schedule.predicted_x0(schedule.velocity_from(output[b].float(), x_t[b], t[b], prediction), x_t[b], t[b])
-    if config.data_weight:
-        losses[b] = losses[b] + config.data_weight * F.huber_loss(x0_hat, x0[b], delta=1.0)
-    if config.pause_velocity:
-        still = pause[:, 1:].float()                                              # (B, N - 1)
-        error = (x0_hat.diff(dim=1) - x0[b].diff(dim=1)).pow(2).mean(2)
-        losses[b] = losses[b] + config.pause_velocity * (error * still).sum() / still.sum().clamp(min=1)
 
 
 def fold_guidance(config: FoldConfig) -> Path:
