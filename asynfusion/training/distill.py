@@ -12,6 +12,10 @@ A teacher trained with audio dropout is guided (classifier-free, its checkpoint'
 --guidance): its DDIM step follows unconditional + w (conditional - unconditional), so the student
 learns the guided ODE (LCM's guided distillation). How the student itself samples (unguided, or its
 gesture branch guided further: --sample-guidance) is recorded in the checkpoint's info["guidance"]["lcm"].
+
+Optionally the student's gesture estimate is also pulled to the data, as the fold pulls it (`data_terms`:
+--data-weight, --pause-velocity): distilled from the guided teacher alone the student spreads wider than
+the data (checkpoint v12's students use both terms; README, "Design").
 """
 
 import copy
