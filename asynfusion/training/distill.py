@@ -22,7 +22,6 @@ import copy
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +36,6 @@ from ..precision import bf16_by_default
 from ..seeding import DISTILL_BATCH, generator_for
 from .loop import distributed, learning_rate, load_training_data, optimize, progress_bar, resume, save_state
 from .train import random_known
-
-if TYPE_CHECKING:
-    from .fold import FoldConfig
 
 
 @dataclass
@@ -93,7 +89,7 @@ def teacher_guidance(checkpoint: Checkpoint, scale: float | None, max_t: int | N
     return guidance if max_t is None else replace(guidance, max_t=int(max_t))
 
 
-def data_terms(losses: dict, config: "DistillConfig | FoldConfig", schedule: NoiseSchedule, prediction: str,
+def data_terms(losses: dict, data_weight: float, pause_velocity: float, schedule: NoiseSchedule, prediction: str,
                output: dict, x_t: dict, t: dict, x0: dict, pause: torch.Tensor) -> None:
     """Add to the gesture loss the student's clean-motion error against the data (Huber, `data_weight`) and
     its velocity error on settled-pause frames (`pause_velocity`); fold.py's and, optionally, distillation's.
@@ -102,12 +98,12 @@ def data_terms(losses: dict, config: "DistillConfig | FoldConfig", schedule: Noi
     is left alone: pulled to the data too, its expressions' distance to the corpus's grew (FED 1.3 -> 1.8)."""
     b = "gesture"
     x0_hat = schedule.predicted_x0(schedule.velocity_from(output[b].float(), x_t[b], t[b], prediction), x_t[b], t[b])
-    if config.data_weight:
-        losses[b] = losses[b] + config.data_weight * F.huber_loss(x0_hat, x0[b], delta=1.0)
-    if config.pause_velocity:
+    if data_weight:
+        losses[b] = losses[b] + data_weight * F.huber_loss(x0_hat, x0[b], delta=1.0)
+    if pause_velocity:
         still = pause[:, 1:].float()                                              # (B, N - 1)
         error = (x0_hat.diff(dim=1) - x0[b].diff(dim=1)).pow(2).mean(2)
-        losses[b] = losses[b] + config.pause_velocity * (error * still).sum() / still.sum().clamp(min=1)
+        losses[b] = losses[b] + pause_velocity * (error * still).sum() / still.sum().clamp(min=1)
 
 
 def distill(config: DistillConfig) -> Path:
@@ -161,7 +157,8 @@ def distill(config: DistillConfig) -> Path:
         losses = {b: F.huber_loss(consistency_output(schedule, v_student[b], t[b], x_t[b]), goal[b],
                                   delta=1.0) for b in BRANCHES}
         if config.data_weight or config.pause_velocity:
-            data_terms(losses, config, schedule, model_config.prediction, output, x_t, t, x0, data.pause[index])
+            data_terms(losses, config.data_weight, config.pause_velocity, schedule, model_config.prediction, output,
+                       x_t, t, x0, data.pause[index])
         optimize(sum(losses.values()), student, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
                  target, config.target_decay)
         bar.update(1)

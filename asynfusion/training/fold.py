@@ -101,7 +101,8 @@ def fold_guidance(config: FoldConfig) -> Path:
             output = student(x_t, t, audio, speaker, known=known)                     # one
         losses = {b: F.huber_loss(output[b].float(), goal[b].float(), delta=1.0) for b in BRANCHES}
         if config.data_weight or config.pause_velocity:
-            data_terms(losses, config, schedule, model_config.prediction, output, x_t, t, x0, data.pause[index])
+            data_terms(losses, config.data_weight, config.pause_velocity, schedule, model_config.prediction, output,
+                       x_t, t, x0, data.pause[index])
         optimize(sum(losses.values()), student, optimizer, config.lr * learning_rate(step, config.steps, config.warmup),
                  average, min(config.ema_decay, (1 + step) / (10 + step)))
         bar.update(1)
